@@ -1,0 +1,124 @@
+"""The assertion layer: tolerances derived per dtype, and comparisons whose failures say what differed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+
+from properties.cases import dtype_name
+
+
+def unit_roundoff(dtype: torch.dtype) -> float:
+    """u = eps/2: the largest relative error of one rounding in `dtype` (2⁻⁵³ for float64)."""
+    return torch.finfo(dtype).eps / 2
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """rtol and atol for `torch.testing.assert_close`, with the reason they are what they are."""
+
+    rtol: float
+    atol: float
+    reason: str
+
+    def __str__(self) -> str:
+        return f"atol={self.atol:.3g}, rtol={self.rtol:.3g} ({self.reason})"
+
+
+EXACT = Tolerance(0.0, 0.0, "bitwise identity")
+
+
+def summation_tolerance(dtype: torch.dtype, terms: int, magnitude: float) -> Tolerance:
+    """Higham's bound for a sum of n terms: |fl(Σxᵢ) − Σxᵢ| ≤ γₙ·Σ|xᵢ|, γₙ = n·u/(1 − n·u); 2× slack."""
+    u = unit_roundoff(dtype)
+    n = max(terms, 1)
+    gamma = n * u / (1 - n * u)
+    return Tolerance(
+        rtol=2 * gamma,
+        atol=2 * gamma * magnitude,
+        reason=f"2·γ_{n}·Σ|terms| with u={u:.3g} ({dtype_name(dtype)}), Σ|terms|≤{magnitude:.3g}",
+    )
+
+
+def dense(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor itself, or its dense form when sparse (duplicates summed)."""
+    return tensor.to_dense() if tensor.is_sparse else tensor
+
+
+def magnitude(*tensors: torch.Tensor | None) -> float:
+    """max |x| over the given tensors (None ignored), at least 1e-300 so bounds stay positive."""
+    values = [float(dense(t).abs().max()) for t in tensors if t is not None and t.numel()]
+    return max(values + [1e-300])
+
+
+def ratio_hint(actual: torch.Tensor, expected: torch.Tensor) -> str:
+    """'actual ≈ 2 × expected' when actual is a clean multiple of expected; 'transposed' when it is expected.T."""
+    a, e = dense(actual).double().flatten(), dense(expected).double().flatten()
+    if a.shape != e.shape or not bool(torch.isfinite(a).all()) or not bool(torch.isfinite(e).all()):
+        return ""
+    if actual.dim() == 2 and actual.shape[0] == actual.shape[1] and not torch.equal(actual, actual.T):
+        if torch.allclose(dense(actual).double(), dense(expected).double().T, rtol=1e-6, atol=1e-12):
+            return "; actual is expected transposed"
+    denominator = float(e @ e)
+    if denominator == 0.0:
+        return "; expected is all zeros" if float(a.abs().max()) > 0 else ""
+    ratio = float(a @ e) / denominator
+    residual = float((a - ratio * e).norm())
+    if ratio != 0 and residual <= 1e-6 * float(a.norm()) and abs(ratio - 1) > 1e-6:
+        return f"; actual ≈ {ratio:.6g} × expected"
+    return ""
+
+
+def describe_difference(actual: torch.Tensor, expected: torch.Tensor) -> str:
+    """Largest |actual − expected|, where it is, and the two values there."""
+    a, e = dense(actual).double(), dense(expected).double()
+    difference = (a - e).abs()
+    difference = torch.where(torch.isnan(difference), torch.full_like(difference, float("inf")), difference)
+    flat = int(difference.flatten().argmax()) if difference.numel() else 0
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), a.shape)) if a.dim() else ()
+    return (
+        f"largest |actual − expected| = {float(difference.flatten()[flat]):.6g} at index {index} "
+        f"(actual {float(a.flatten()[flat]):.17g}, expected {float(e.flatten()[flat]):.17g})"
+    )
+
+
+def assert_tensor_close(actual, expected, *, name: str, tolerance: Tolerance, context: str = "") -> None:
+    """torch.testing.assert_close(actual, expected) with a message naming the parameter, difference and case."""
+    actual, expected = dense(actual), dense(expected)
+
+    def message(default: str) -> str:
+        lines = [
+            f"{name}: {tuple(expected.shape)} {dtype_name(expected.dtype)} differs",
+            f"  {describe_difference(actual, expected)}{ratio_hint(actual, expected)}" if actual.shape == expected.shape else "",
+            f"  tolerance: {tolerance}",
+            f"  case: {context}" if context else "",
+            "  torch says: " + default.replace("\n", "\n    "),
+        ]
+        return "\n".join(line for line in lines if line)
+
+    torch.testing.assert_close(actual, expected, rtol=tolerance.rtol, atol=tolerance.atol, msg=message)
+
+
+def assert_grads_close(
+    actual: Mapping[str, torch.Tensor | None],
+    expected: Mapping[str, torch.Tensor | None],
+    *,
+    tolerance: Tolerance | Mapping[str, Tolerance],
+    context: str = "",
+    what: str = ".grad",
+) -> None:
+    """Per parameter: both None, or both tensors within tolerance; otherwise fail naming the parameter."""
+    if set(actual) != set(expected):
+        raise AssertionError(f"parameters differ: {sorted(actual)} vs {sorted(expected)}; case: {context}")
+    for name in expected:
+        a, e = actual[name], expected[name]
+        if a is None or e is None:
+            if a is not e:
+                got = "None" if a is None else f"a tensor (max |value| {magnitude(a):.3g})"
+                want = "None" if e is None else f"a tensor (max |value| {magnitude(e):.3g})"
+                raise AssertionError(f"{what} of {name!r}: expected {want}, got {got}; case: {context}")
+            continue
+        tol = tolerance if isinstance(tolerance, Tolerance) else tolerance[name]
+        assert_tensor_close(a, e, name=f"{what} of {name!r}", tolerance=tol, context=context)

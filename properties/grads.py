@@ -1,0 +1,50 @@
+"""Gradient helpers: losses, snapshots of `.grad`, and fresh gradients that leave `.grad` alone."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+GradMap = dict[str, "torch.Tensor | None"]
+
+
+def mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """L = (1/N)·Σ‖model(xᵢ) − yᵢ‖² over all elements (or the plain sum with reduction='sum')."""
+    return nn.functional.mse_loss(model(x), y, reduction=reduction)
+
+
+def trainable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """(name, parameter) for every parameter that requires grad."""
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+
+def grads(model: nn.Module) -> GradMap:
+    """A copy of every parameter's `.grad` (None stays None)."""
+    return {name: None if p.grad is None else p.grad.detach().clone() for name, p in model.named_parameters()}
+
+
+def fresh_gradients(model: nn.Module, loss: torch.Tensor, *, retain_graph: bool = False) -> GradMap:
+    """∂loss/∂θ for every parameter via torch.autograd.grad (`.grad` untouched); None where frozen or unused."""
+    named = trainable(model)
+    computed = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True, retain_graph=retain_graph) if named else ()
+    result: GradMap = {name: None for name, _ in model.named_parameters()}
+    result.update({name: g for (name, _), g in zip(named, computed)})
+    return result
+
+
+def combine(maps: Iterable[GradMap], op: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> GradMap:
+    """Σⱼ op(gⱼ) per parameter, in order; None where every gⱼ is None."""
+    total: GradMap = {}
+    for grad_map in maps:
+        for name, g in grad_map.items():
+            term = None if g is None else op(g.to_dense() if g.is_sparse else g)
+            previous = total.get(name)
+            total[name] = term if previous is None else (previous if term is None else previous + term)
+    return total
+
+
+def largest(grad_map: GradMap) -> dict[str, float]:
+    """max |g| per parameter (0 where None)."""
+    return {name: 0.0 if g is None else float(g.abs().max()) if g.numel() else 0.0 for name, g in grad_map.items()}

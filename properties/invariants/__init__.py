@@ -1,0 +1,1 @@
+"""Invariants as plain checks `check_…(example)`: the tests draw examples, the meta tests break torch."""

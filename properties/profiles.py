@@ -1,0 +1,23 @@
+"""Hypothesis profiles: dev (default, fast), ci (derandomized, more examples), thorough (nightly)."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from hypothesis import settings
+
+DEV_EXAMPLES = 15
+PROFILES = {
+    "dev": dict(max_examples=DEV_EXAMPLES, deadline=timedelta(seconds=5), print_blob=True),
+    "ci": dict(max_examples=4 * DEV_EXAMPLES, derandomize=True, deadline=None, database=None, print_blob=True),
+    "thorough": dict(max_examples=20 * DEV_EXAMPLES, deadline=None, print_blob=True),
+}
+DEFAULT_PROFILE = "dev"
+
+
+def register_profiles() -> None:
+    """Register every profile and load the one HYPOTHESIS_PROFILE names (dev when unset)."""
+    for name, options in PROFILES.items():
+        settings.register_profile(name, **options)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", DEFAULT_PROFILE))

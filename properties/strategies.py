@@ -1,0 +1,149 @@
+"""Hypothesis strategies for models, dtypes, batch splits, step counts and whole Cases.
+
+Every argument takes a plain value or a strategy, as in Hypothesis' own `extra` modules.
+Few choices are drawn per example; tensor values come from a seeded generator, so a failing
+example shrinks to small sizes and seed 0 rather than to a soup of floats.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence, TypeVar, Union
+
+import torch
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
+
+from properties.cases import Case
+from properties.models import ACTIVATIONS, KINDS, ModelSpec
+
+T = TypeVar("T")
+ValueOrStrategy = Union[T, SearchStrategy[T]]
+
+FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+LOW_PRECISION_DTYPES = FLOAT_DTYPES[1:]
+
+
+def as_strategy(value: ValueOrStrategy[T]) -> SearchStrategy[T]:
+    """A strategy as it is; a plain value as `st.just(value)`."""
+    return value if isinstance(value, SearchStrategy) else st.just(value)
+
+
+@lru_cache(maxsize=None)
+def supported_dtypes(device: str = "cpu") -> tuple[torch.dtype, ...]:
+    """Float dtypes in which this torch can run a Linear, tanh and MSE backward on `device`."""
+    supported = []
+    for dtype in FLOAT_DTYPES:
+        try:
+            weight = torch.ones(2, 2, dtype=dtype, device=device, requires_grad=True)
+            x = torch.ones(3, 2, dtype=dtype, device=device)
+            torch.nn.functional.mse_loss(torch.tanh(x @ weight.T), x).backward()
+            supported.append(dtype)
+        except RuntimeError:
+            continue
+    return tuple(supported)
+
+
+@lru_cache(maxsize=None)
+def sparse_accumulation_supported(dtype: torch.dtype, device: str = "cpu") -> bool:
+    """Whether two sparse embedding gradients in `dtype` can be accumulated into one .grad on `device`."""
+    try:
+        weight = torch.zeros(2, 1, dtype=dtype, device=device, requires_grad=True)
+        for _ in range(2):
+            torch.nn.functional.embedding(torch.tensor([0, 1], device=device), weight, sparse=True).sum().backward()
+        return True
+    except (RuntimeError, NotImplementedError):
+        return False
+
+
+def runnable(case: Case) -> bool:
+    """Whether this torch implements everything the case needs (sparse half accumulation is missing on CPU)."""
+    if case.model.kind == "embedding" and case.model.sparse:
+        return sparse_accumulation_supported(case.dtype, case.device)
+    return True
+
+
+def dtypes(*, low_precision: bool = True, device: str = "cpu") -> SearchStrategy[torch.dtype]:
+    """float64 first (failures shrink to it), then the low-precision dtypes this torch supports on `device`."""
+    allowed = [d for d in supported_dtypes(device) if low_precision or d == torch.float64]
+    return st.sampled_from(allowed)
+
+
+def seeds() -> SearchStrategy[int]:
+    """Seeds for tensor values; shrink towards 0."""
+    return st.integers(0, 2**16 - 1)
+
+
+def batch_splits(
+    *, min_k: ValueOrStrategy[int] = 1, max_k: ValueOrStrategy[int] = 5, max_size: ValueOrStrategy[int] = 3
+) -> SearchStrategy[tuple[int, ...]]:
+    """Sizes (m₁, …, m_k) of k micro-batches, each ≥ 1 and usually unequal; N = Σ mⱼ."""
+
+    @st.composite
+    def draw_split(draw):
+        lo, hi, size = draw(as_strategy(min_k)), draw(as_strategy(max_k)), draw(as_strategy(max_size))
+        return tuple(draw(st.lists(st.integers(1, size), min_size=lo, max_size=max(lo, hi))))
+
+    return draw_split()
+
+
+def step_counts(*, min_value: int = 1, max_value: int = 6) -> SearchStrategy[int]:
+    """How many backward calls or windows; with the defaults, three or more in most examples."""
+    return st.integers(min_value, max_value)
+
+
+@st.composite
+def model_specs(
+    draw,
+    kinds: ValueOrStrategy[Sequence[str]] = KINDS,
+    *,
+    max_features: ValueOrStrategy[int] = 4,
+    activations: ValueOrStrategy[Sequence[str]] = tuple(ACTIVATIONS),
+    bias: ValueOrStrategy[bool] = st.booleans(),
+    sparse: ValueOrStrategy[bool] = st.booleans(),
+    frozen: ValueOrStrategy[bool] = False,
+) -> ModelSpec:
+    """Linear (square ones included), MLPs with smooth activations, tied-weight MLPs, dense or sparse embeddings.
+
+    With `frozen=True`, a non-empty proper subset of the parameters is frozen (kinds with one
+    parameter are then built with a bias so that there is something to freeze).
+    """
+    kind = draw(st.sampled_from(tuple(draw(as_strategy(kinds)))))
+    width = st.integers(1, draw(as_strategy(max_features)))
+    freeze = draw(as_strategy(frozen))
+    has_bias = True if freeze and kind != "embedding" else draw(as_strategy(bias))
+    activation = draw(st.sampled_from(tuple(draw(as_strategy(activations)))))
+    if kind == "linear":
+        spec = ModelSpec("linear", draw(width), draw(width), bias=has_bias)
+    elif kind == "mlp":
+        spec = ModelSpec("mlp", draw(width), draw(width), hidden=draw(width), activation=activation, bias=has_bias)
+    elif kind == "tied":
+        features = draw(width)
+        spec = ModelSpec("tied", features, features, activation=activation, bias=has_bias)
+    else:
+        num, dim = draw(st.integers(2, 5)), draw(width)
+        spec = ModelSpec("embedding", num, dim, sparse=draw(as_strategy(sparse)), bag=draw(st.integers(1, 3)))
+    names = spec.parameter_names()
+    if freeze and len(names) > 1:
+        chosen = draw(st.sets(st.sampled_from(names), min_size=1, max_size=len(names) - 1))
+        spec = ModelSpec(**{**spec.__dict__, "frozen": tuple(sorted(chosen))})
+    return spec
+
+
+def cases(
+    *,
+    models: ValueOrStrategy[ModelSpec] = model_specs(),
+    sizes: ValueOrStrategy[tuple[int, ...]] = batch_splits(),
+    dtype: ValueOrStrategy[torch.dtype] = torch.float64,
+    seed: ValueOrStrategy[int] = seeds(),
+    device: ValueOrStrategy[str] = "cpu",
+) -> SearchStrategy[Case]:
+    """Whole examples: a model, its micro-batch sizes, a dtype, a seed and a device."""
+    return st.builds(
+        Case,
+        model=as_strategy(models),
+        sizes=as_strategy(sizes),
+        dtype=as_strategy(dtype),
+        seed=as_strategy(seed),
+        device=as_strategy(device),
+    ).filter(runnable)

@@ -1,0 +1,44 @@
+"""backward() sums gradients into .grad, whatever the model and however many calls."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from properties import versions
+from properties.devices import device_params
+from properties.invariants import backward as B
+
+
+@pytest.mark.parametrize("device", device_params())
+@given(data=st.data(), via=B.VIAS)
+def test_n_backward_calls_sum_the_n_individual_gradients(device, data, via):
+    B.check_backward_sums(data.draw(B.sum_cases(device), label="case"), via)
+
+
+@given(case=B.ONE_GRAPH_CASES)
+def test_backward_twice_on_a_retained_graph_gives_twice_the_gradient(case):
+    B.check_retained_graph_backward_twice_doubles(case)
+
+
+@given(case=B.TIED_CASES)
+def test_a_tied_parameter_gets_the_sum_of_the_gradients_of_its_uses(case):
+    B.check_tied_parameter_gets_sum_of_uses(case)
+
+
+@given(case=B.FROZEN_CASES)
+def test_frozen_parameters_and_non_leaf_tensors_get_no_grad(case):
+    B.check_frozen_and_non_leaf_get_no_grad(case)
+
+
+@given(case=B.ANY_CASES)
+def test_autograd_grad_returns_the_gradient_and_leaves_every_grad_untouched(case):
+    B.check_autograd_grad_leaves_grad_untouched(case)
+
+
+@pytest.mark.skipif(
+    not versions.has_post_accumulate_grad_hook(),
+    reason=f"torch {versions.INSTALLED} predates Tensor.register_post_accumulate_grad_hook (2.1)",
+)
+@given(case=B.HOOK_CASES)
+def test_a_post_accumulate_grad_hook_fires_once_per_backward(case):
+    B.check_post_accumulate_grad_hook_fires_once_per_backward(case)
