@@ -54,9 +54,9 @@ def magnitude(*tensors: torch.Tensor | None) -> float:
 
 
 def ratio_hint(actual: torch.Tensor, expected: torch.Tensor) -> str:
-    """'actual ≈ 2 × expected' when actual is a clean multiple of expected; 'transposed' when it is expected.T."""
+    """'actual ≈ 2 × expected' when actual is a consistent multiple of expected (one number: p/q, q ≤ 8); or 'transposed'."""
     a, e = dense(actual).double().flatten(), dense(expected).double().flatten()
-    if a.shape != e.shape or not bool(torch.isfinite(a).all()) or not bool(torch.isfinite(e).all()):
+    if a.shape != e.shape or not a.numel() or not bool(torch.isfinite(a).all() and torch.isfinite(e).all()):
         return ""
     if actual.dim() == 2 and actual.shape[0] == actual.shape[1] and not torch.equal(actual, actual.T):
         if torch.allclose(dense(actual).double(), dense(expected).double().T, rtol=1e-6, atol=1e-12):
@@ -66,9 +66,15 @@ def ratio_hint(actual: torch.Tensor, expected: torch.Tensor) -> str:
         return "; expected is all zeros" if float(a.abs().max()) > 0 else ""
     ratio = float(a @ e) / denominator
     residual = float((a - ratio * e).norm())
-    if ratio != 0 and residual <= 1e-6 * float(a.norm()) and abs(ratio - 1) > 1e-6:
+    consistent = a.numel() > 1 or is_simple_fraction(ratio)
+    if ratio != 0 and consistent and residual <= 1e-6 * float(a.norm()) and abs(ratio - 1) > 1e-6:
         return f"; actual ≈ {ratio:.6g} × expected"
     return ""
+
+
+def is_simple_fraction(ratio: float) -> bool:
+    """Whether ratio ≈ p/q with q ≤ 8 (so one number's ratio is worth naming)."""
+    return any(abs(ratio * q - round(ratio * q)) <= 1e-9 * max(1.0, abs(ratio * q)) for q in range(1, 9))
 
 
 def describe_difference(actual: torch.Tensor, expected: torch.Tensor) -> str:
@@ -77,7 +83,7 @@ def describe_difference(actual: torch.Tensor, expected: torch.Tensor) -> str:
     difference = (a - e).abs()
     difference = torch.where(torch.isnan(difference), torch.full_like(difference, float("inf")), difference)
     flat = int(difference.flatten().argmax()) if difference.numel() else 0
-    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), a.shape)) if a.dim() else ()
+    index = tuple(flat // stride % size for stride, size in zip(difference.contiguous().stride(), a.shape))
     return (
         f"largest |actual − expected| = {float(difference.flatten()[flat]):.6g} at index {index} "
         f"(actual {float(a.flatten()[flat]):.17g}, expected {float(e.flatten()[flat]):.17g})"
@@ -121,4 +127,14 @@ def assert_grads_close(
                 raise AssertionError(f"{what} of {name!r}: expected {want}, got {got}; case: {context}")
             continue
         tol = tolerance if isinstance(tolerance, Tolerance) else tolerance[name]
-        assert_tensor_close(a, e, name=f"{what} of {name!r}", tolerance=tol, context=context)
+        try:
+            assert_tensor_close(a, e, name=f"{what} of {name!r}", tolerance=tol, context=context)
+        except AssertionError as error:
+            hint = ratio_hint(*(flat_concatenation(grads) for grads in (actual, expected)))
+            raise AssertionError(f"{error}\n  over all parameters{hint}" if hint else str(error)) from None
+
+
+def flat_concatenation(grads: Mapping[str, torch.Tensor | None]) -> torch.Tensor:
+    """Every non-None tensor in the mapping, densified, flattened and concatenated in float64."""
+    parts = [dense(t).double().flatten() for t in grads.values() if t is not None]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
