@@ -34,10 +34,10 @@ def pytest_report_header(config):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """On failure, add the command that re-runs exactly this test with this profile and seed."""
+    """On failure, add the command that re-runs exactly this test with this profile and seed (recipe checks print their own)."""
     outcome = yield
     report = outcome.get_result()
-    if report.failed and call.when == "call":
+    if report.failed and call.when == "call" and not item.config.getoption("recipe", default=None):
         seed = item.config.getoption("hypothesis_seed", default=None)
         command = f"pytest '{item.nodeid}' --hypothesis-profile={settings.get_current_profile_name()}"
         command += f" --hypothesis-seed={seed}" if seed is not None else ""

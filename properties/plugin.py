@@ -1,1 +1,133 @@
-"""The pytest plugin this package installs (entry point `pytest11`): options the suite adds to pytest."""
+"""The pytest plugin this package installs (entry point `pytest11`): `pytest --recipe MODULE:FUNCTION` checks a training loop.
+
+With --recipe, pytest collects only properties/recipe_tests.py (one test per recipe property) and
+runs it against that function; without it, the plugin only adds the options. Nothing here imports
+torch unless --recipe is given.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+RECIPE_TESTS = "properties.recipe_tests"
+RECIPE = pytest.StashKey[object]()
+OPTIONS = pytest.StashKey[object]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """--recipe MODULE:FUNCTION and the options of the check."""
+    group = parser.getgroup("recipe", "checking a gradient-accumulation training loop (properties.recipes)")
+    group.addoption(
+        "--recipe",
+        metavar="MODULE:FUNCTION",
+        default=None,
+        help="run only the recipe properties, against FUNCTION(model, optimizer, micro_batches, loss_fn, "
+        "accumulation_steps) from MODULE (a dotted name importable from the current directory, or a path to a .py file)",
+    )
+    group.addoption("--recipe-last-window", choices=("step", "drop"), default="step",
+                    help="what the recipe does with a short last window: step it (default) or drop it")
+    group.addoption("--recipe-dtype", choices=("float64", "float32"), default="float64", help="parameter and data dtype")
+    group.addoption("--recipe-optimizers", default=None, metavar="NAMES",
+                    help="comma-separated subset of SGD,SGD+momentum,Adam,AdamW (default: all)")
+    group.addoption("--recipe-clip-norm", type=float, default=None, metavar="MAX_NORM",
+                    help="call the recipe with max_norm=MAX_NORM; it must clip once per window, after accumulating")
+    group.addoption("--recipe-scheduler", action="store_true",
+                    help="call the recipe with scheduler= a StepLR; it must step it once per optimizer step taken")
+    group.addoption("--recipe-scaler", action="store_true",
+                    help="call the recipe with scaler= a CPU GradScaler; a window with an inf/NaN micro-step must be skipped")
+    group.addoption("--recipe-examples", type=int, default=None, metavar="N",
+                    help="examples per recipe property (default: the Hypothesis profile's max_examples)")
+
+
+def load_recipe(spec: str) -> object:
+    """The object MODULE:FUNCTION names: MODULE imported with the current directory on sys.path, or a .py file's path."""
+    module_name, _, attribute = spec.rpartition(":")
+    if not module_name or not attribute:
+        raise pytest.UsageError(f"--recipe {spec!r}: expected MODULE:FUNCTION, e.g. --recipe mymodule:my_loop")
+    try:
+        if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
+            path = Path(module_name).resolve()
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            if module_spec is None or not path.is_file():
+                raise FileNotFoundError(f"no such file: {path}")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules.setdefault(path.stem, module)
+            module_spec.loader.exec_module(module)
+        else:
+            cwd = os.getcwd()
+            if cwd not in sys.path:
+                sys.path.insert(0, cwd)
+            module = importlib.import_module(module_name)
+    except Exception as error:
+        raise pytest.UsageError(f"--recipe {spec!r}: cannot import {module_name!r}: {type(error).__name__}: {error}") from error
+    target: object = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise pytest.UsageError(f"--recipe {spec!r}: {module_name!r} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    return target
+
+
+def recipe_options(config: pytest.Config):
+    """The RecipeOptions the command line asks for (max_examples: --recipe-examples, else the Hypothesis profile's)."""
+    from properties.recipes.options import OPTIMIZER_NAMES, RecipeOptions
+
+    names = config.getoption("recipe_optimizers")
+    examples = config.getoption("recipe_examples")
+    if examples is None:
+        from hypothesis import settings
+
+        examples = settings.default.max_examples
+    try:
+        return RecipeOptions(
+            max_examples=examples,
+            optimizers=tuple(n.strip() for n in names.split(",")) if names else OPTIMIZER_NAMES,
+            last_window=config.getoption("recipe_last_window"),
+            dtype=config.getoption("recipe_dtype"),
+            clip_norm=config.getoption("recipe_clip_norm"),
+            scheduler=config.getoption("recipe_scheduler"),
+            scaler=config.getoption("recipe_scaler"),
+        )
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With --recipe: load the function, and make the recipe properties the only thing pytest collects."""
+    spec = config.getoption("recipe", default=None)
+    if not spec:
+        return
+    config.stash[RECIPE] = load_recipe(spec)
+    config.stash[OPTIONS] = recipe_options(config)
+    config.args[:] = [importlib.util.find_spec(RECIPE_TESTS).origin]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which recipe is checked, and how."""
+    if RECIPE not in config.stash:
+        return []
+    options = config.stash[OPTIONS]
+    return [f"recipe {config.getoption('recipe')}: check_recipe options {options.call() or 'defaults'} "
+            f"({options.max_examples} examples per property, derandomized)"]
+
+
+@pytest.fixture(scope="session")
+def recipe_under_test(pytestconfig: pytest.Config) -> object:
+    """The function --recipe names."""
+    if RECIPE not in pytestconfig.stash:
+        pytest.skip("the recipe properties run with --recipe MODULE:FUNCTION")
+    return pytestconfig.stash[RECIPE]
+
+
+@pytest.fixture(scope="session")
+def recipe_check_options(pytestconfig: pytest.Config):
+    """The RecipeOptions from the --recipe-* options."""
+    if OPTIONS not in pytestconfig.stash:
+        pytest.skip("the recipe properties run with --recipe MODULE:FUNCTION")
+    return pytestconfig.stash[OPTIONS]

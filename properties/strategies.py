@@ -123,8 +123,8 @@ def model_specs(
     else:
         num, dim = draw(st.integers(2, 5)), draw(width)
         spec = ModelSpec("embedding", num, dim, sparse=draw(as_strategy(sparse)), bag=draw(st.integers(1, 3)))
-    names = spec.parameter_names()
-    if freeze and len(names) > 1:
+    names = spec.parameter_names() if freeze else []
+    if len(names) > 1:
         chosen = draw(st.sets(st.sampled_from(names), min_size=1, max_size=len(names) - 1))
         spec = ModelSpec(**{**spec.__dict__, "frozen": tuple(sorted(chosen))})
     return spec

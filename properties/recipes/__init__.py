@@ -1,0 +1,55 @@
+"""Check anyone's gradient-accumulation loop: the recipe contract, check_recipe, and bundled right and wrong loops.
+
+Importing this package is cheap (no torch, no Hypothesis): they load on the first check.
+"""
+
+from __future__ import annotations
+
+from properties.recipes.errors import RecipeContractError, RecipeError
+from properties.recipes.options import RecipeOptions
+
+LAZY = {
+    "CORRECT_RECIPE": "properties.recipes.bundled",
+    "BUGGY_RECIPES": "properties.recipes.bundled",
+    "BuggyRecipe": "properties.recipes.bundled",
+    "accumulate": "properties.recipes.bundled",
+    "PROPERTIES": "properties.recipes.checks",
+    "RecipeCase": "properties.recipes.examples",
+    "recipe_cases": "properties.recipes.examples",
+    "RecipeReport": "properties.recipes.check",
+    "check_example": "properties.recipes.check",
+}
+
+
+def check_recipe(recipe, **options):
+    """Check recipe(model, optimizer, micro_batches, loss_fn, accumulation_steps) against one full-batch step per window.
+
+    Hypothesis draws models, data, unequal micro-batch sizes (1 included), k and an optimizer; every
+    property runs the recipe and the full-batch reference and compares them. Returns a RecipeReport
+    when all hold; raises RecipeError (an AssertionError) with the shrunk counterexample, what differed
+    and its likely cause otherwise, and RecipeContractError when the recipe cannot be called as the
+    contract says. Derandomized: every run draws the same examples.
+
+    Options (see RecipeOptions): max_examples=100; optimizers, a subset of ("SGD", "SGD+momentum",
+    "Adam", "AdamW"); last_window="step" (a short last window is stepped) or "drop"; dtype "float64"
+    or "float32"; models, a subset of ("linear", "mlp", "tied", "embedding"); max_micro_batches=7;
+    max_k=4. Extras, each handed to the recipe as a keyword: clip_norm=c calls it with max_norm=c
+    (clip once per window, after accumulating); scheduler=True with scheduler= a StepLR (step it once
+    per optimizer step taken); scaler=True with scaler= a CPU GradScaler, while some micro-batches get
+    an inf target (a window holding one is skipped whole and the scale backs off once).
+    """
+    from properties.recipes.check import run_check
+
+    return run_check(recipe, RecipeOptions(**options))
+
+
+def __getattr__(name: str):
+    """Load the torch-backed names on first use."""
+    if name in LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(LAZY[name]), name)
+    raise AttributeError(f"module 'properties.recipes' has no attribute {name!r}")
+
+
+__all__ = ["check_recipe", "RecipeError", "RecipeContractError", "RecipeOptions", *LAZY]

@@ -1,0 +1,131 @@
+"""check_recipe: Hypothesis draws examples until a property fails, shrinks it, and raises RecipeError saying what and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis import errors
+
+from properties.recipes.causes import likely_causes
+from properties.recipes.checks import PROPERTIES, RecipeProperty, failing
+from properties.recipes.contract import check_contract, recipe_name
+from properties.recipes.errors import RecipeError
+from properties.recipes.examples import RecipeCase, recipe_cases
+from properties.recipes.observation import Observation
+from properties.recipes.optimizers import scaler_supported
+from properties.recipes.options import RecipeOptions
+
+
+@dataclass(frozen=True)
+class RecipeReport:
+    """A recipe that passed: its name, how many examples it ran on, the properties checked and the options."""
+
+    recipe: str
+    examples: int
+    properties: tuple[str, ...]
+    options: RecipeOptions
+
+    def __str__(self) -> str:
+        return (
+            f"{self.recipe} passed {len(self.properties)} properties on {self.examples} examples "
+            f"(derandomized: every run draws the same ones): {'; '.join(self.properties)}"
+        )
+
+
+def indent(text: str, prefix: str = "    ") -> str:
+    """Every line after the first indented by `prefix`."""
+    return text.replace("\n", "\n" + prefix)
+
+
+def failure_message(recipe: Callable, observation: Observation, failures: list, causes: list[str], heading: str = "") -> str:
+    """What failed, on which example, by how much, and the likely cause."""
+    prop, message = failures[0]
+    lines = [
+        f"{recipe_name(recipe)} fails: {prop.sentence}",
+        f"  {heading or 'example'}: {observation.example!r}",
+        "  " + indent(message, "  "),
+    ]
+    lines += [f"  likely cause: {cause}" for cause in causes[:1]]
+    lines += [f"  also: {cause}" for cause in causes[1:]]
+    if len(failures) > 1 and prop.name != "runs":
+        lines.append("  also failing on this example: " + "; ".join(p.sentence for p, _ in failures[1:]))
+    return "\n".join(lines)
+
+
+def error_for(recipe: Callable, observation: Observation, failures: list, heading: str = "", tail: str = "") -> RecipeError:
+    """The RecipeError for these failures of `recipe` on the observed example."""
+    causes = likely_causes(observation)
+    message = failure_message(recipe, observation, failures, causes, heading) + tail
+    error = RecipeError(message, property=failures[0][0].name, example=observation.example, causes=tuple(causes))
+    if observation.run.error is not None:
+        error.__cause__ = observation.run.error
+    return error
+
+
+def check_example(recipe: Callable, example: RecipeCase, properties: tuple[RecipeProperty, ...] = PROPERTIES) -> None:
+    """Check every applicable property of `recipe` on one example; raise RecipeError naming the first that fails."""
+    observation = Observation(recipe, example)
+    failures = failing(observation, properties)
+    if failures:
+        raise error_for(recipe, observation, failures)
+
+
+def search_settings(options: RecipeOptions) -> settings:
+    """Derandomized, no database, no deadline: the same examples on every run, shrunk on failure."""
+    return settings(
+        max_examples=options.max_examples,
+        database=None,
+        derandomize=True,
+        deadline=None,
+        phases=(Phase.generate, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+def not_deterministic(recipe: Callable, locked: list[RecipeProperty], where: str) -> RecipeError:
+    """The error for a recipe that failed on an example and then passed on the same example."""
+    what = repr(locked[0].sentence) if locked else "a property"
+    return RecipeError(
+        f"{recipe_name(recipe)} failed {what} and then passed on the same example ({where}): "
+        "the recipe is not deterministic — it reads state its arguments do not give it",
+        property=locked[0].name if locked else "",
+    )
+
+
+def run_check(recipe: Callable, options: RecipeOptions) -> RecipeReport:
+    """Check the contract, then search for a failing example; raise RecipeError with it shrunk, or return a report."""
+    check_contract(recipe, options.extras())
+    if options.scaler and not scaler_supported():
+        raise RuntimeError("scaler=True needs torch.amp.GradScaler on CPU (torch ≥ 2.3)")
+    locked: list[RecipeProperty] = []
+    calls = [0]
+
+    def fails(example: RecipeCase) -> bool:
+        calls[0] += 1
+        found = failing(Observation(recipe, example), tuple(locked) or PROPERTIES)
+        if found and not locked:
+            locked.append(found[0][0])
+        return bool(found)
+
+    flaky = tuple(getattr(errors, name) for name in ("Flaky", "FlakyFailure") if hasattr(errors, name))
+    try:
+        example = find(recipe_cases(options), fails, settings=search_settings(options))
+    except errors.NoSuchExample:
+        applied = [p.sentence for p in PROPERTIES if p.applies(options)]
+        return RecipeReport(recipe_name(recipe), calls[0], tuple(applied), options)
+    except flaky as error:
+        raise not_deterministic(recipe, locked, str(error).splitlines()[0]) from None
+    observation = Observation(recipe, example)
+    failures = failing(observation)
+    if not failures:
+        raise not_deterministic(recipe, locked, repr(example))
+    failures.sort(key=lambda item: item[0] is not locked[0])
+    call = ", ".join(filter(None, [recipe_name(recipe), options.call()]))
+    tail = (
+        f"\n  reproduce: check_recipe({call}) draws the same examples on every run (derandomized); "
+        "check_example(recipe, error.example) replays this one"
+    )
+    raise error_for(recipe, observation, failures, "counterexample (shrunk)", tail)
+

@@ -1,0 +1,250 @@
+"""The recipe properties, one check each: every check raises AssertionError saying what differed on one example."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from properties import grads as G
+from properties.cases import dtype_name
+from properties.compare import Tolerance, assert_grads_close, summation_tolerance, unit_roundoff
+from properties.recipes.examples import RecipeCase
+from properties.recipes.observation import Observation
+from properties.recipes.optimizers import SCHEDULER_GAMMA, make_scheduler
+
+
+def widest(example: RecipeCase) -> int:
+    """F = 1 + the longest dot product or bag a row goes through in the model (bounds the terms per row)."""
+    spec = example.case.model
+    return 1 + max(spec.in_features, spec.out_features, spec.hidden, spec.bag if spec.takes_indices else 0)
+
+
+def gradient_tolerance(example: RecipeCase, expected) -> Tolerance:
+    """Higham's 2·γ_{n·F}·M: n rows of F-term products; M = max over parameters of Σⱼ (mⱼ/n)·|gⱼ| (micro-batch parts)."""
+    n = expected.stop - expected.start
+    magnitude = max(list(G.largest(G.combine(expected.weighted_parts(), torch.abs)).values()) + [1e-300])
+    return summation_tolerance(example.case.dtype, n * widest(example), magnitude)
+
+
+def parameter_tolerance(example: RecipeCase, steps: int, *states: dict) -> Tolerance:
+    """2·γ_{N·F·S}·max|θ|: S steps, each from a sum over N rows of F-term products, on parameters of size ≤ max|θ|."""
+    terms = example.case.rows * widest(example) * max(steps, 1)
+    magnitude = max(float(t.abs().max()) for state in states for t in state.values() if t.numel())
+    tolerance = summation_tolerance(example.case.dtype, terms, magnitude)
+    reason = (
+        f"2·γ_{terms}·max|θ|: {plural(max(steps, 1), 'step')}, each from sums over {plural(example.case.rows, 'row')} × "
+        f"{widest(example)} terms, u={unit_roundoff(example.case.dtype):.3g} ({dtype_name(example.case.dtype)}), "
+        f"max|θ|={magnitude:.3g}"
+    )
+    return dataclasses.replace(tolerance, reason=reason)
+
+
+def placements(example: RecipeCase, rows: list[int]) -> str:
+    """'after micro-batches 2, 3': after which micro-batch each step came (the row when a step fell inside one)."""
+    if not rows:
+        return "no step"
+    where = [example.micro_batch_after(r) for r in rows]
+    if all(w.startswith("micro-batch ") for w in where) and len(where) > 1:
+        return "after micro-batches " + ", ".join(w.split()[-1] for w in where)
+    return "after " + ", ".join(where)
+
+
+def plural(count: int, word: str) -> str:
+    """'1 step', '3 steps'."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def require_finished(observation: Observation) -> None:
+    """Every property but 'runs' needs a finished run: fail, naming the recipe's exception, otherwise."""
+    error = observation.run.error
+    if error is not None:
+        raise AssertionError(f"the recipe raised {type(error).__name__}: {error} (so this property cannot hold)")
+
+
+def check_runs(observation: Observation) -> None:
+    """The recipe returns without raising."""
+    run = observation.run
+    if run.error is not None:
+        raise AssertionError(
+            f"the recipe raised {type(run.error).__name__}: {run.error}\n  its traceback (last frames):\n    "
+            + run.error_trace.rstrip().replace("\n", "\n    ")
+        )
+
+
+def check_data_untouched(observation: Observation) -> None:
+    """The micro_batches list and its tensors are as they were given: same length, same objects, same values."""
+    require_finished(observation)
+    change = observation.run.data_change
+    if change is not None:
+        raise AssertionError(
+            f"the recipe changed the micro-batches it was given: {change}. Callers reuse their data "
+            "(the next epoch, evaluation): read micro_batches, never modify or consume it"
+        )
+
+
+def check_finite(observation: Observation) -> None:
+    """Every parameter is finite after the recipe (the reference's are: inf/NaN steps are skipped)."""
+    require_finished(observation)
+    bad = {}
+    for name, value in observation.run.final.items():
+        nan, inf = int(torch.isnan(value).sum()), int(torch.isinf(value).sum())
+        if nan or inf:
+            bad[name] = f"{nan} NaN and {inf} inf of {value.numel()} values"
+    if bad:
+        raise AssertionError("the recipe left non-finite parameters: " + "; ".join(f"{n!r} has {v}" for n, v in bad.items()))
+
+
+def check_steps(observation: Observation) -> None:
+    """One optimizer.step() at the end of each window (none for a window whose gradient is non-finite under GradScaler)."""
+    require_finished(observation)
+    example, got, want = observation.example, observation.run.step_rows, observation.reference.step_rows
+    if got != want:
+        called = f"called {plural(len(got), 'time')}, {placements(example, got)}" if got else "never called"
+        raise AssertionError(
+            f"optimizer.step() was {called}; "
+            f"expected {plural(len(want), 'step')}, {placements(example, want)}"
+        )
+
+
+def check_no_leak(observation: Observation) -> None:
+    """After each optimizer step, the next backward starts from a zero (or None) .grad: nothing leaks into the next window."""
+    require_finished(observation)
+    leaks = observation.run.leaks
+    if leaks:
+        first = leaks[0]
+        raise AssertionError(
+            f"gradients leak across windows: after optimizer step {first.after_step}, the next backward added onto "
+            f".grad of {first.name!r} still holding max |value| {first.magnitude:.6g} (expected None or zeros); "
+            f"{plural(len(leaks), 'leak')} in all"
+        )
+
+
+def scheduled_lrs(example: RecipeCase, count: int) -> list[tuple[float, ...]]:
+    """The learning rates a fresh scheduler of this kind gives for steps 1 … count, read off a real StepLR."""
+    optimizer = example.optimizer.build([torch.zeros(1, requires_grad=True)])
+    scheduler = make_scheduler(optimizer)
+    lrs = []
+    for _ in range(count):
+        lrs.append(tuple(group["lr"] for group in optimizer.param_groups))
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def check_scheduler(observation: Observation) -> None:
+    """Step i uses the scheduler's i-th learning rate, and scheduler.step() runs once per optimizer step taken."""
+    require_finished(observation)
+    run, example = observation.run, observation.example
+    want = scheduled_lrs(example, len(run.steps))
+    for i, (step, lrs) in enumerate(zip(run.steps, want), start=1):
+        if step.lrs != lrs:
+            raise AssertionError(
+                f"optimizer step {i} used lr {list(step.lrs)}; the scheduler's value {i} is {list(lrs)} "
+                f"(StepLR halves it per scheduler.step(), γ={SCHEDULER_GAMMA}); "
+                f"scheduler.step() ran {plural(run.scheduler_steps, 'time')} for {plural(len(run.steps), 'optimizer step')}"
+            )
+    if run.scheduler_steps != len(run.steps):
+        raise AssertionError(
+            f"scheduler.step() ran {plural(run.scheduler_steps, 'time')} for {plural(len(run.steps), 'optimizer step')}: "
+            "expected once after every optimizer step taken"
+        )
+
+
+def check_scale(observation: Observation) -> None:
+    """The loss scale after each window: backed off once for a window with a non-finite micro-step, grown otherwise."""
+    require_finished(observation)
+    got, want = observation.run.scales, observation.reference.scales
+    if got != want:
+        bad = [j + 1 for j in observation.example.non_finite]
+        raise AssertionError(
+            f"GradScaler's scale after each scaler.update() was {got}; expected {want} "
+            f"(one update per window: ×0.5 for a window with an inf/NaN{f' (micro-batch {bad})' if bad else ''}, ×2 otherwise)"
+        )
+
+
+def check_step_gradients(observation: Observation) -> None:
+    """The gradient at each step is the mean-loss gradient of its window's samples, at the parameters the recipe had then."""
+    require_finished(observation)
+    example = observation.example
+    for i, step in enumerate(observation.run.steps):
+        expected = observation.expected(i)
+        where = placements(example, [step.rows])
+        if expected.stop == expected.start:
+            raise AssertionError(f"optimizer step {i + 1} ({where}) came with no new sample through the model since the last")
+        assert_grads_close(
+            step.grads,
+            expected.gradient,
+            tolerance=gradient_tolerance(example, expected),
+            context=f"optimizer step {i + 1} ({where}), expected the mean-loss gradient of its window's "
+            f"rows {expected.start + 1}–{expected.stop}"
+            + (f", clipped to max_norm={example.clip_norm}" if example.clip_norm is not None else ""),
+            what=f"step {i + 1}'s .grad",
+        )
+
+
+def check_parameters(observation: Observation) -> None:
+    """The final parameters equal those of full-batch steps on each window (one step per window, mean loss)."""
+    require_finished(observation)
+    run, reference, example = observation.run, observation.reference, observation.example
+    initial = reference.steps[0].params if reference.steps else reference.final
+    assert_grads_close(
+        run.final,
+        reference.final,
+        tolerance=parameter_tolerance(example, len(reference.steps), initial, reference.final),
+        context="final parameters vs one full-batch step per window",
+        what="final value",
+    )
+
+
+@dataclass(frozen=True)
+class RecipeProperty:
+    """A named property of recipes: the sentence it proves, its check, and which examples it applies to."""
+
+    name: str
+    sentence: str
+    check: Callable[[Observation], None]
+    needs: str | None = None
+
+    def applies(self, example) -> bool:
+        """Whether the property applies: always, or when the example (or options) switch its extra on."""
+        return self.needs is None or bool(getattr(example, self.needs))
+
+
+PROPERTIES = (
+    RecipeProperty("runs", "the recipe runs without raising", check_runs),
+    RecipeProperty("data", "the recipe leaves its micro-batches untouched", check_data_untouched),
+    RecipeProperty("finite", "every parameter stays finite", check_finite),
+    RecipeProperty("steps", "one optimizer step at the end of each window", check_steps),
+    RecipeProperty("leaks", "no gradient leaks from one window into the next", check_no_leak),
+    RecipeProperty(
+        "scheduler", "the scheduler steps once per optimizer step", check_scheduler, "scheduler"
+    ),
+    RecipeProperty(
+        "scale",
+        "a non-finite micro-step skips its whole window and backs the scale off once",
+        check_scale,
+        "scaler",
+    ),
+    RecipeProperty(
+        "gradients", "each step uses the mean-loss gradient of its window's samples", check_step_gradients
+    ),
+    RecipeProperty(
+        "parameters", "the final parameters equal one full-batch step per window", check_parameters
+    ),
+)
+BY_NAME = {prop.name: prop for prop in PROPERTIES}
+
+
+def failing(observation: Observation, properties=PROPERTIES) -> list[tuple[RecipeProperty, str]]:
+    """(property, message) for every applicable property that fails on this observation, in order."""
+    result = []
+    for prop in properties:
+        if prop.applies(observation.example):
+            try:
+                prop.check(observation)
+            except AssertionError as error:
+                result.append((prop, str(error)))
+    return result

@@ -1,0 +1,134 @@
+"""One recipe example: a Case (model, data, micro-batch sizes), k, an optimizer and the extras; drawn by Hypothesis."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import torch
+from hypothesis import strategies as st
+
+from properties.cases import Case
+from properties.recipes.optimizers import SCALER_SETTINGS, SCHEDULER_GAMMA, OptimizerChoice
+from properties.recipes.options import RecipeOptions
+from properties.strategies import batch_splits, cases, model_specs, seeds
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+@lru_cache(maxsize=256)
+def built(case: Case) -> torch.nn.Module:
+    """The case's model as first built; never handed out, only copied."""
+    return case.build_model()
+
+
+@dataclass(frozen=True)
+class RecipeCase:
+    """What a recipe is run on: the case, k, the optimizer, the last-window policy and the extras it is handed."""
+
+    case: Case
+    k: int
+    optimizer: OptimizerChoice
+    last_window: str = "step"
+    clip_norm: float | None = None
+    scheduler: bool = False
+    scaler: bool = False
+    non_finite: tuple[int, ...] = ()
+
+    @cached_property
+    def all_windows(self) -> list[range]:
+        """Micro-batch indices of each window of k consecutive micro-batches, in order; the last may be shorter."""
+        n = len(self.case.sizes)
+        return [range(start, min(start + self.k, n)) for start in range(0, n, self.k)]
+
+    @cached_property
+    def windows(self) -> list[range]:
+        """The windows that are stepped: all of them, or all but a short last one when the policy drops it."""
+        windows = self.all_windows
+        return windows if self.last_window == "step" or not windows or len(windows[-1]) == self.k else windows[:-1]
+
+    @cached_property
+    def boundaries(self) -> list[int]:
+        """Rows seen after micro-batch j, for j = 0 … n (0 first)."""
+        total, result = 0, [0]
+        for size in self.case.sizes:
+            total += size
+            result.append(total)
+        return result
+
+    def micro_batch_after(self, rows: int) -> str:
+        """'micro-batch j' (1-based) when `rows` rows end micro-batch j; '0 micro-batches' or 'row r' otherwise."""
+        if rows == 0:
+            return "no micro-batch"
+        if rows in self.boundaries:
+            return f"micro-batch {self.boundaries.index(rows)}"
+        return f"row {rows} (inside a micro-batch)"
+
+    def window_start(self, rows: int) -> int:
+        """First row of the k-window that holds row `rows - 1` (0 when rows is 0)."""
+        for window in self.all_windows:
+            if self.boundaries[window.start] < rows <= self.boundaries[window.stop]:
+                return self.boundaries[window.start]
+        return 0
+
+    def is_finite_window(self, window: range) -> bool:
+        """Whether no micro-batch of the window has a non-finite target."""
+        return not any(j in self.non_finite for j in window)
+
+    def build_model(self) -> torch.nn.Module:
+        """A fresh copy of the case's model (built once per case, then copied: building is the slow part)."""
+        return copy.deepcopy(built(self.case))
+
+    def micro_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The case's micro-batches; those listed in non_finite get y[0, 0] = inf."""
+        batches = self.case.micro_batches()
+        for j in self.non_finite:
+            y = batches[j][1].clone()
+            y[0, 0] = float("inf")
+            batches[j] = (batches[j][0], y)
+        return batches
+
+    def __repr__(self) -> str:
+        windows = ", ".join(str([self.case.sizes[j] for j in window]) for window in self.all_windows)
+        parts = [f"{self.case!r}", f"k={self.k}: windows {windows}", repr(self.optimizer)]
+        short = len(self.case.sizes) % self.k
+        if short:
+            parts.append(f"short last window {'dropped' if self.last_window == 'drop' else 'stepped'}")
+        if self.clip_norm is not None:
+            parts.append(f"max_norm={self.clip_norm}")
+        if self.scheduler:
+            parts.append(f"StepLR(step_size=1, gamma={SCHEDULER_GAMMA})")
+        if self.scaler:
+            bad = [j + 1 for j in self.non_finite]
+            parts.append(f"GradScaler(init_scale={SCALER_SETTINGS['init_scale']:g}), "
+                         + (f"inf target in micro-batch {', '.join(map(str, bad))}" if bad else "all finite"))
+        return "; ".join(parts)
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        """Hypothesis prints a falsifying example as its one-line description."""
+        printer.text(repr(self))
+
+
+def recipe_cases(options: RecipeOptions = RecipeOptions()) -> st.SearchStrategy[RecipeCase]:
+    """Models, unequal micro-batch sizes (1 included), k (n a multiple of k or not), an optimizer, extras from options."""
+    case_strategy = cases(
+        models=model_specs(options.models, max_features=3, sparse=False),
+        sizes=batch_splits(min_k=1, max_k=options.max_micro_batches, max_size=3),
+        dtype=DTYPES[options.dtype],
+        seed=seeds(),
+    )
+    ks = st.integers(1, options.max_k)
+    optimizers = st.sampled_from([OptimizerChoice(name) for name in options.optimizers])
+
+    @st.composite
+    def draw_example(draw) -> RecipeCase:
+        case = draw(case_strategy)
+        k, optimizer, non_finite = draw(ks), draw(optimizers), ()
+        if options.scaler:
+            non_finite = tuple(sorted(draw(st.sets(st.integers(0, len(case.sizes) - 1), max_size=2))))
+        return RecipeCase(
+            case, k, optimizer, options.last_window, options.clip_norm, options.scheduler, options.scaler, non_finite
+        )
+
+    return draw_example()

@@ -1,0 +1,104 @@
+"""The reference: one optimizer step per window on the window's concatenated samples, mean loss (full-batch steps)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from properties import grads as G
+from properties.recipes.examples import RecipeCase
+from properties.recipes.trace import Run, loss_function, observe
+
+
+def full_batch_steps(
+    model, optimizer, micro_batches, loss_fn, accumulation_steps, *,
+    last_window="step", max_norm=None, scheduler=None, scaler=None,
+) -> None:
+    """For each window of k micro-batches: L = mean loss over all its samples, one backward, (clip), one step, (schedule)."""
+    for start in range(0, len(micro_batches), accumulation_steps):
+        window = micro_batches[start : start + accumulation_steps]
+        if len(window) < accumulation_steps and last_window == "drop":
+            break
+        x = torch.cat([x for x, _ in window])
+        y = torch.cat([y for _, y in window])
+        loss = loss_fn(model(x), y)
+        parameters = [p for _, p in G.trainable(model)]
+        if scaler is None:
+            loss.backward()
+            finite = True
+        else:
+            scaler.scale(loss).backward()
+            finite = all(bool(torch.isfinite(p.grad).all()) for p in parameters if p.grad is not None)
+            scaler.unscale_(optimizer)
+        if max_norm is not None:
+            torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+        if scheduler is not None and finite:
+            scheduler.step()
+        optimizer.zero_grad()
+
+
+def reference_run(example: RecipeCase) -> Run:
+    """The full-batch reference observed the same way as the recipe under test."""
+    return observe(partial(full_batch_steps, last_window=example.last_window), example)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What step i should use: rows [start, stop), their mean-loss gradient (clipped), each micro-batch's own gradient."""
+
+    start: int
+    stop: int
+    gradient: G.GradMap
+    parts: tuple[tuple[int, G.GradMap], ...]
+
+    def weighted_parts(self) -> list[G.GradMap]:
+        """(mⱼ/n)·gⱼ for each micro-batch part: the terms whose sum is the window's mean-loss gradient."""
+        n = self.stop - self.start
+        return [scaled(part, rows / n) for rows, part in self.parts]
+
+
+class Probe:
+    """A model of the example's architecture and the epoch's samples, for gradients at any recorded parameters."""
+
+    def __init__(self, example: RecipeCase):
+        self.example = example
+        self.model = example.build_model()
+        self.x, self.y = (torch.cat(parts) for parts in zip(*example.micro_batches()))
+
+    def gradient(self, params: dict, start: int, stop: int) -> G.GradMap:
+        """∇θ of the mean loss over rows [start, stop) of the epoch at parameters `params`."""
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                p.copy_(params[name])
+        model, x, y = self.model, self.x[start:stop], self.y[start:stop]
+        return G.fresh_gradients(model, loss_function()(model(x), y))
+
+    def expected(self, params: dict, start: int, stop: int) -> Expected:
+        """The full-batch gradient over rows [start, stop) (clipped to max_norm if set) and the micro-batch parts of it."""
+        bounds = self.example.boundaries
+        pieces = [(max(a, start), min(b, stop)) for a, b in zip(bounds, bounds[1:]) if min(b, stop) > max(a, start)]
+        parts = tuple((b - a, self.gradient(params, a, b)) for a, b in pieces)
+        return Expected(start, stop, clipped(self.gradient(params, start, stop), self.example.clip_norm), parts)
+
+
+def scaled(gradient: G.GradMap, factor: float) -> G.GradMap:
+    """factor·g for every gradient (None stays None)."""
+    return {name: None if g is None else g * factor for name, g in gradient.items()}
+
+
+def clipped(gradient: G.GradMap, max_norm: float | None) -> G.GradMap:
+    """The gradient scaled as clip_grad_norm_ scales it: by min(1, max_norm / (‖g‖₂ + 1e-6)) over all parameters."""
+    if max_norm is None:
+        return gradient
+    present = {name: g for name, g in gradient.items() if g is not None}
+    if not present:
+        return gradient
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present.values()]))
+    return scaled(gradient, torch.clamp(max_norm / (total + 1e-6), max=1.0))

@@ -1,0 +1,199 @@
+"""Run a recipe on one example, watching it: rows through the model, every optimizer step, leaks, scale, data."""
+
+from __future__ import annotations
+
+import traceback
+import types
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from properties import grads as G
+from properties.compare import dense
+from properties.hermetic import GlobalState
+from properties.recipes.examples import RecipeCase
+from properties.recipes.optimizers import make_scaler, make_scheduler
+
+SCHEDULER_ORDER_WARNING = r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One optimizer.step(): rows through the model before it, and the parameters, .grad and lr just before it."""
+
+    rows: int
+    params: dict[str, torch.Tensor]
+    grads: G.GradMap
+    lrs: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Leak:
+    """After step `after_step` (or a scaler.update), a backward added onto a .grad that still held max |value| `magnitude`."""
+
+    after_step: int
+    name: str
+    magnitude: float
+
+
+@dataclass
+class Run:
+    """What one run of a recipe did."""
+
+    steps: list[Step] = field(default_factory=list)
+    leaks: list[Leak] = field(default_factory=list)
+    final: dict[str, torch.Tensor] = field(default_factory=dict)
+    scales: list[float] = field(default_factory=list)
+    scheduler_steps: int | None = None
+    rows: int = 0
+    error: BaseException | None = None
+    error_trace: str = ""
+    data_change: str | None = None
+
+    @property
+    def step_rows(self) -> list[int]:
+        """Rows through the model before each step, in order."""
+        return [step.rows for step in self.steps]
+
+
+def loss_function() -> nn.Module:
+    """The loss every recipe is handed: mean squared error, mean-reduced."""
+    return nn.MSELoss()
+
+
+def extras_for(example: RecipeCase, optimizer: torch.optim.Optimizer) -> dict:
+    """The keyword arguments the example hands the recipe: max_norm, a scheduler, a GradScaler (only those switched on)."""
+    extras = {}
+    if example.clip_norm is not None:
+        extras["max_norm"] = example.clip_norm
+    if example.scheduler:
+        extras["scheduler"] = make_scheduler(optimizer)
+    if example.scaler:
+        extras["scaler"] = make_scaler()
+    return extras
+
+
+def describe_data_change(given, before: list, copies: list) -> str | None:
+    """How the micro-batches differ from what the recipe was given: list emptied or changed, a tensor replaced or modified."""
+    if not isinstance(given, list) or len(given) != len(before):
+        now = f"{len(given)}" if isinstance(given, list) else f"a {type(given).__name__}"
+        return f"the micro_batches list was changed: it held {len(before)} micro-batch(es), now {now}"
+    for j, (now, item, (x0, y0)) in enumerate(zip(given, before, copies), start=1):
+        if now is not item:
+            return f"micro-batch {j} in the list was replaced by another object"
+        for what, tensor, original in (("x", item[0], x0), ("y", item[1], y0)):
+            if tensor.shape != original.shape or tensor.dtype != original.dtype:
+                was, now = f"{tuple(original.shape)} {original.dtype}", f"{tuple(tensor.shape)} {tensor.dtype}"
+                return f"micro-batch {j}'s {what} was changed in place: {was} → {now}"
+            if not torch.equal(tensor, original):
+                change = (tensor.double() - original.double()).abs().nan_to_num(float("inf")).max()
+                return f"micro-batch {j}'s {what} was modified in place (largest change {float(change):.3g})"
+    return None
+
+
+class Watch:
+    """The hooks on the model, optimizer and scaler that fill a Run while the recipe runs."""
+
+    def __init__(self, run: Run, model: nn.Module, optimizer: torch.optim.Optimizer, scaler):
+        self.run, self.model, self.optimizer = run, model, optimizer
+        self.named = G.trainable(model)
+        self.pending: set[str] = set()
+        self.handles = [model.register_forward_pre_hook(self.forward)]
+        self.handles += [p.register_hook(self.backward_hook(name, p)) for name, p in self.named]
+        if hasattr(optimizer, "register_step_pre_hook"):
+            self.handles.append(optimizer.register_step_pre_hook(lambda *_: self.before_step()))
+            self.handles.append(optimizer.register_step_post_hook(lambda *_: self.boundary()))
+        else:
+            self.wrap_step()
+        if scaler is not None:
+            self.wrap_update(scaler)
+
+    def forward(self, module, args):
+        if torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor) and args[0].dim():
+            self.run.rows += args[0].shape[0]
+
+    def before_step(self):
+        self.run.steps.append(
+            Step(
+                rows=self.run.rows,
+                params={name: p.detach().clone() for name, p in self.model.named_parameters()},
+                grads=G.grads(self.model),
+                lrs=tuple(group["lr"] for group in self.optimizer.param_groups),
+            )
+        )
+
+    def boundary(self):
+        """A window ended (a step or a scaler.update): the next backward must start from zero."""
+        self.pending = {name for name, _ in self.named}
+
+    def backward_hook(self, name: str, parameter: torch.Tensor) -> Callable:
+        def hook(grad):
+            if name in self.pending:
+                self.pending.discard(name)
+                held = parameter.grad
+                if held is not None:
+                    magnitude = float(dense(held).abs().max()) if held.numel() else 0.0
+                    if magnitude != 0.0:
+                        self.run.leaks.append(Leak(len(self.run.steps), name, magnitude))
+            return None
+
+        return hook
+
+    def wrap_step(self):
+        bound = self.optimizer.step  # torch < 2.0: an LR scheduler made it a plain function, with no __func__
+        original = getattr(bound, "__func__", lambda optimizer, *args, **kwargs: bound(*args, **kwargs))
+
+        def step(optimizer, *args, **kwargs):
+            self.before_step()
+            result = original(optimizer, *args, **kwargs)
+            self.boundary()
+            return result
+
+        self.optimizer.step = types.MethodType(step, self.optimizer)
+
+    def wrap_update(self, scaler):
+        original = scaler.update
+
+        def update(*args, **kwargs):
+            result = original(*args, **kwargs)
+            self.run.scales.append(float(scaler.get_scale()))
+            self.boundary()
+            return result
+
+        scaler.update = update
+
+    def close(self):
+        for handle in self.handles:
+            handle.remove()
+
+
+def observe(recipe: Callable, example: RecipeCase) -> Run:
+    """Run `recipe` once on a fresh model, optimizer and data built from `example`; record what it did."""
+    model = example.build_model()
+    optimizer = example.optimizer.build(model.parameters())
+    extras = extras_for(example, optimizer)
+    micro_batches = example.micro_batches()
+    before = list(micro_batches)
+    copies = [(x.clone(), y.clone()) for x, y in micro_batches]
+    run = Run()
+    watch = Watch(run, model, optimizer, extras.get("scaler"))
+    state = GlobalState.capture()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=SCHEDULER_ORDER_WARNING)
+            recipe(model, optimizer, micro_batches, loss_function(), example.k, **extras)
+    except Exception as error:  # the recipe's own failure is a finding, reported with its input
+        run.error = error
+        run.error_trace = "".join(traceback.format_exception(type(error), error, error.__traceback__.tb_next)[-8:])
+    finally:
+        watch.close()
+        if state.differences(GlobalState.capture()):
+            state.restore()
+    run.final = {name: p.detach().clone() for name, p in model.named_parameters()}
+    run.data_change = describe_data_change(micro_batches, before, copies)
+    if "scheduler" in extras:
+        run.scheduler_steps = extras["scheduler"].last_epoch
+    return run

@@ -1,0 +1,107 @@
+"""check_recipe: the correct loop passes every recipe property; each wrong or misbehaving loop fails, shrunk, with its cause."""
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+
+from properties.cases import Case
+from properties.models import ModelSpec
+
+from properties.recipes import BUGGY_RECIPES, CORRECT_RECIPE, RecipeContractError, RecipeError, check_recipe
+from properties.recipes.bundled import drops_last_window
+from properties.recipes.check import check_example
+from properties.recipes.examples import RecipeCase, recipe_cases
+from properties.recipes.optimizers import OptimizerChoice
+from properties.recipes.misbehaving import MISBEHAVING, takes_four_arguments
+
+CORE_BUGS = [bug for bug in BUGGY_RECIPES if not bug.options]
+
+
+@given(example=recipe_cases())
+def test_the_correct_loop_satisfies_every_recipe_property(example):
+    check_example(CORRECT_RECIPE, example)
+
+
+def test_check_recipe_passes_the_correct_loop_and_reports_what_it_checked():
+    report = check_recipe(CORRECT_RECIPE, max_examples=3)
+    assert report.examples == 3
+    assert "the final parameters equal one full-batch step per window" in report.properties
+    assert str(report).startswith("properties.recipes.bundled.accumulate passed 7 properties")
+
+
+def test_a_loop_that_drops_the_short_last_window_passes_when_that_is_the_policy():
+    check_recipe(drops_last_window, last_window="drop", max_examples=settings.default.max_examples)
+
+
+def test_the_correct_loop_fails_when_the_policy_drops_the_short_last_window():
+    example = RecipeCase(Case(ModelSpec("linear", 1, 1), (1, 2, 1)), 2, OptimizerChoice("SGD"), last_window="drop")
+    with pytest.raises(RecipeError, match="stepped although last_window='drop'"):
+        check_example(CORRECT_RECIPE, example)
+
+
+@pytest.mark.parametrize("bug", CORE_BUGS, ids=repr)
+def test_check_recipe_rejects_each_common_wrong_loop_with_a_shrunk_counterexample_and_its_cause(bug):
+    with pytest.raises(RecipeError) as raised:
+        check_recipe(bug.recipe, **bug.options)
+    error, message = raised.value, str(raised.value)
+    assert bug.cause in message and any(bug.cause in cause for cause in error.causes), message
+    example = error.example
+    assert len(example.case.sizes) <= 2 and set(example.case.sizes) == {1} and example.k <= 2, f"not shrunk: {example!r}"
+    assert example.case.seed == 0 and repr(example.case.model) in ("Linear(1→1, no bias)", "Linear(1→1)"), message
+    assert message.splitlines()[1].startswith("  counterexample (shrunk): Linear(1→1"), message
+    assert "reproduce: check_recipe(" in message
+    with pytest.raises(RecipeError) as replayed:
+        check_example(bug.recipe, example)
+    assert replayed.value.property == error.property
+
+
+@pytest.mark.parametrize("misbehaving", MISBEHAVING, ids=repr)
+def test_a_misbehaving_recipe_gets_an_error_naming_what_it_did_never_a_pass(misbehaving):
+    with pytest.raises(RecipeError) as raised:
+        check_recipe(misbehaving.recipe)
+    assert raised.value.property == misbehaving.property, str(raised.value)
+    assert misbehaving.words in str(raised.value)
+
+
+def test_a_recipe_that_raises_is_reported_with_its_exception_and_the_input_that_raised_it():
+    with pytest.raises(RecipeError) as raised:
+        check_recipe(MISBEHAVING[0].recipe)
+    assert isinstance(raised.value.__cause__, ValueError)
+    assert "micro-batches [1]" in str(raised.value) and "misbehaving.py" in str(raised.value)
+
+
+def test_a_recipe_that_changes_its_data_is_told_that_callers_reuse_it():
+    with pytest.raises(RecipeError, match="Callers reuse their data"):
+        check_recipe(MISBEHAVING[3].recipe)
+
+
+def test_a_recipe_that_is_not_deterministic_is_told_so():
+    calls = itertools.count()
+
+    def sometimes_idle(model, optimizer, micro_batches, loss_fn, accumulation_steps):
+        if next(calls) % 3:
+            CORRECT_RECIPE(model, optimizer, micro_batches, loss_fn, accumulation_steps)
+
+    with pytest.raises(RecipeError, match="not deterministic"):
+        check_recipe(sometimes_idle)
+
+
+@pytest.mark.parametrize("recipe", [42, "my_loop", None], ids=repr)
+def test_something_that_is_not_callable_is_refused_by_the_contract(recipe):
+    with pytest.raises(RecipeContractError, match="must be a callable"):
+        check_recipe(recipe)
+
+
+def test_a_recipe_with_the_wrong_parameters_is_refused_by_the_contract():
+    with pytest.raises(RecipeContractError, match="accumulation_steps"):
+        check_recipe(takes_four_arguments)
+    with pytest.raises(RecipeContractError, match="the keywords scheduler"):
+        check_recipe(lambda model, optimizer, micro_batches, loss_fn, accumulation_steps: None, scheduler=True)
+
+
+def test_unknown_options_are_refused_before_anything_runs():
+    with pytest.raises(ValueError, match="optimizer 'LBFGS'"):
+        check_recipe(CORRECT_RECIPE, optimizers=("LBFGS",))
+    with pytest.raises(ValueError, match="last_window='keep'"):
+        check_recipe(CORRECT_RECIPE, last_window="keep")
