@@ -1,0 +1,131 @@
+"""Accumulated micro-batches equal the full batch: Σⱼ (mⱼ/N)·∇L̄ⱼ = ∇L̄ for any split, window after window."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from hypothesis import strategies as st
+from torch import nn
+
+from properties import accumulate as A
+from properties import grads as G
+from properties import reference as R
+from properties.cases import Case
+from properties.compare import Tolerance, assert_grads_close, assert_tensor_close, summation_tolerance
+from properties.models import ModelSpec
+from properties.optimizers import OptimizerSpec
+from properties.strategies import batch_splits, cases, model_specs, step_counts
+
+CASES = cases(models=model_specs(frozen=st.booleans()))
+HOWS = st.sampled_from(A.CORRECT)
+LINEAR_CASES = cases(models=model_specs(["linear"]), sizes=batch_splits(max_k=3))
+WINDOW_CASES = cases(models=model_specs(), sizes=batch_splits(max_k=3))
+STEPS = step_counts(min_value=2, max_value=4)
+SET_TO_NONE = st.booleans()
+WINDOW_OPTIMIZER = OptimizerSpec.of("SGD", lr=0.1)
+
+
+@st.composite
+def equal_splits(draw, max_k: int = 4, max_size: int = 3) -> tuple[int, ...]:
+    """(m, m, …, m): k micro-batches of one size."""
+    return (draw(st.integers(1, max_size)),) * draw(st.integers(1, max_k))
+
+
+EQUAL_CASES = cases(sizes=equal_splits())
+
+
+def repeats_an_index(case: Case) -> bool:
+    """Whether some embedding row is looked up more than once in the window."""
+    x, _ = case.full_batch()
+    return x.unique().numel() < x.numel()
+
+
+SPARSE_CASES = cases(models=model_specs(["embedding"], sparse=True), sizes=batch_splits(min_k=2)).filter(repeats_an_index)
+
+
+def row_tolerances(model: nn.Module, spec: ModelSpec, dtype: torch.dtype, micro_batches: Sequence[R.Batch]) -> dict[str, Tolerance]:
+    """Per parameter, Higham's bound for the window's gradient as a sum of its N per-row terms.
+
+    `spec` is anything with in_features, out_features and hidden (a ModelSpec, a LayerCase).
+    The full-batch gradient and the accumulated one are both Σᵢ ∂ℓᵢ/∂θ / (N·d_out), summed in
+    different orders (over N rows, then k micro-batches) after a few layers of products: n = N + k
+    + 2·(widths of the layers) + 4 roundings, scaled by Σᵢ |∂ℓᵢ/∂θ| / (N·d_out).
+    """
+    x, y = R.concatenated(micro_batches)
+    count = y.numel()
+    per_row = [G.fresh_gradients(model, G.mse(model, x[i : i + 1], y[i : i + 1], reduction="sum")) for i in range(len(x))]
+    magnitudes = G.largest(G.combine(per_row, torch.abs))
+    n = len(x) + len(micro_batches) + 2 * (spec.in_features + spec.out_features + spec.hidden) + 4
+    return {name: summation_tolerance(dtype, n, m / count) for name, m in magnitudes.items()}
+
+
+def describe(case: Case, how: str) -> str:
+    """One line: the example and the procedure under test."""
+    return f"{case}; accumulated {A.PROCEDURES[how]} vs one backward of the mean loss over all {case.rows} rows"
+
+
+def check_accumulation_matches_full_batch(case: Case, how: str = A.SCALED_MEANS) -> None:
+    """After the k backward calls of procedure `how`, .grad = ∂/∂θ of the mean loss over all N rows."""
+    model = case.build_model()
+    batches = case.micro_batches()
+    expected = R.full_batch_gradients(case.build_model(), batches)
+    A.accumulate(model, batches, how)
+    assert_grads_close(
+        G.grads(model),
+        expected,
+        tolerance=row_tolerances(model, case.model, case.dtype, batches),
+        context=describe(case, how),
+    )
+
+
+def load(model: nn.Module, params: dict[str, torch.Tensor]) -> nn.Module:
+    """Copy `params` into the model's parameters, in place."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(params[name])
+    return model
+
+
+def check_windows_match_full_batch_steps(case: Case, steps: int, set_to_none: bool = True) -> None:
+    """T windows of (zero_grad, accumulate, SGD step) give the gradients and parameters of T full-batch steps."""
+    ws = A.windows(case, steps)
+    accumulating, full = case.build_model(), case.build_model()
+    got = A.accumulated_run(accumulating, WINDOW_OPTIMIZER.build_for(accumulating), ws, A.SCALED_MEANS, set_to_none)
+    want = R.full_batch_run(full, WINDOW_OPTIMIZER.build_for(full), ws)
+    scratch, before = case.build_model(), R.parameters(case.build_model())
+    for t, (a, f) in enumerate(zip(got, want), start=1):
+        tolerance = row_tolerances(load(scratch, before), case.model, case.dtype, ws[t - 1])
+        context = f"{case}; window {t} of {steps}, zero_grad(set_to_none={set_to_none}), {WINDOW_OPTIMIZER}"
+        assert_grads_close(a.grads, f.grads, tolerance=tolerance, context=context)
+        for name, value in f.params.items():
+            tol = tolerance[name]
+            drift = Tolerance(t * tol.rtol, 2 * t * WINDOW_OPTIMIZER["lr"] * tol.atol, f"{t} steps of 2·lr × ({tol.reason})")
+            assert_tensor_close(a.params[name], value, name=f"parameter {name!r} after step {t}", tolerance=drift, context=context)
+        before = f.params
+
+
+def check_sparse_embedding_gradients_coalesce_to_dense(case: Case) -> None:
+    """Sparse Embedding: the accumulated .grad is sparse and, coalesced, equals the dense model's full-batch gradient."""
+    model = case.build_model()
+    batches = case.micro_batches()
+    dense_spec = ModelSpec(**{**case.model.__dict__, "sparse": False})
+    dense_model = dense_spec.build(dtype=case.dtype, device=case.device, seed=case.seed)
+    expected = R.full_batch_gradients(dense_model, batches)
+    A.accumulate(model, batches)
+    context = f"{case}; repeated indices, {len(batches)} sparse backward calls vs the dense full batch"
+    grad = model.embedding.weight.grad
+    if grad is None or not grad.is_sparse:
+        raise AssertionError(f"Embedding(sparse=True) .grad should be a sparse tensor, got {grad!r}; case: {context}")
+    coalesced = grad.coalesce()
+    indices = coalesced.indices()
+    if indices.shape[1] != indices.unique(dim=1).shape[1]:
+        raise AssertionError(f"coalesce() left repeated indices {indices.tolist()}; case: {context}")
+    placed = torch.zeros_like(expected["embedding.weight"])
+    placed[indices[0]] = coalesced.values()
+    assert_grads_close(
+        {"embedding.weight": placed},
+        expected,
+        tolerance=row_tolerances(dense_model, dense_spec, case.dtype, batches),
+        context=context,
+    )

@@ -1,0 +1,23 @@
+"""Optimizer steps after accumulation: SGD in closed form, every documented update, and whole trajectories."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from properties.invariants import optimizers as O
+
+
+@given(case=O.LINEAR_CASES, lr=O.LRS)
+def test_one_sgd_step_after_accumulation_is_theta_minus_lr_times_the_closed_form_gradient(case, lr):
+    O.check_one_sgd_step_is_closed_form(case, lr)
+
+
+@pytest.mark.parametrize("family", O.FAMILY_NAMES)
+@given(case=O.DENSE_CASES, steps=O.STEPS, data=st.data())
+def test_every_step_of_sgd_with_or_without_momentum_adam_and_adamw_follows_its_documented_update(family, case, steps, data):
+    O.check_step_follows_documented_update(case, data.draw(O.FAMILIES[family], label="spec"), steps)
+
+
+@given(case=O.DENSE_CASES, spec=O.TRAJECTORY_SPECS, steps=O.STEPS, how=O.HOWS)
+def test_t_windows_of_accumulation_give_the_parameters_and_optimizer_state_of_t_full_batch_steps(case, spec, steps, how):
+    O.check_accumulated_trajectory_equals_full_batch(case, spec, steps, how)
