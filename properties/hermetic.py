@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, fields
 
 import torch
@@ -41,10 +42,25 @@ class GlobalState:
         return changed
 
     def restore(self) -> None:
-        """Put torch back into this state."""
-        torch.set_default_dtype(self.default_dtype)
-        torch.set_grad_enabled(self.grad_enabled)
-        torch.set_rng_state(torch.frombuffer(bytearray(self.rng_state), dtype=torch.uint8))
-        torch.set_num_threads(self.num_threads)
-        torch.use_deterministic_algorithms(self.deterministic_algorithms)
-        torch.autograd.set_detect_anomaly(self.anomaly_enabled)
+        """Put torch back into this state, setting only what differs."""
+        now = GlobalState.capture()
+        if now.default_dtype != self.default_dtype:
+            torch.set_default_dtype(self.default_dtype)
+        if now.grad_enabled != self.grad_enabled:
+            torch.set_grad_enabled(self.grad_enabled)
+        if now.rng_state != self.rng_state:
+            torch.set_rng_state(torch.frombuffer(bytearray(self.rng_state), dtype=torch.uint8))
+        if now.num_threads != self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        if now.deterministic_algorithms != self.deterministic_algorithms:
+            set_deterministic_algorithms(self.deterministic_algorithms)
+        if now.anomaly_enabled != self.anomaly_enabled:
+            torch.autograd.set_detect_anomaly(self.anomaly_enabled)
+
+
+def set_deterministic_algorithms(mode: bool) -> None:
+    """torch.use_deterministic_algorithms(mode), without importing torch._inductor (seconds) when nothing has yet."""
+    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(mode)
+    else:
+        torch._C._set_deterministic_algorithms(mode)

@@ -1,0 +1,105 @@
+"""The version table answers for each torch version, and a torch that breaks it fails the suite."""
+
+import pytest
+from hypothesis import strategies as st
+from torch import nn, optim
+
+from properties import observe, versions
+from properties.invariants import zero_grad as Z
+from properties.meta import assert_rejects
+from properties.mutants import Mutant
+from properties.mutants import autograd as M
+
+OWNERS = st.sampled_from(Z.OWNERS)
+
+
+def _new_default(monkeypatch):
+    module_zero_grad, optimizer_zero_grad = nn.Module.zero_grad, optim.Optimizer.zero_grad
+    monkeypatch.setattr(nn.Module, "zero_grad", lambda self, set_to_none=True: module_zero_grad(self, set_to_none))
+    monkeypatch.setattr(
+        optim.Optimizer, "zero_grad", lambda self, set_to_none=True: optimizer_zero_grad(self, set_to_none)
+    )
+
+
+ZERO_GRAD_NEW_DEFAULT = Mutant(
+    "zero-grad-2.x-default", "zero_grad() defaults to set_to_none=True, as from torch 2.0", _new_default
+)
+
+
+@pytest.mark.parametrize(
+    "version, zero_grad_sets_none, has_hook, has_step_hooks, has_cpu_scaler",
+    [("1.13.1", False, False, False, False), ("2.0.0", True, False, True, False), ("2.1.0", True, True, True, False),
+     ("2.3.0", True, True, True, True), ("2.13.0", True, True, True, True), ("2.14.1", True, True, True, True)],
+)
+def test_the_version_table_gives_each_version_its_documented_behaviour(
+    version, zero_grad_sets_none, has_hook, has_step_hooks, has_cpu_scaler
+):
+    assert versions.ZERO_GRAD_DEFAULT_SET_TO_NONE.expected(version) is zero_grad_sets_none
+    assert versions.POST_ACCUMULATE_GRAD_HOOK.expected(version) is has_hook
+    assert versions.OPTIMIZER_STEP_HOOKS.expected(version) is has_step_hooks
+    assert versions.CPU_GRAD_SCALER.expected(version) is has_cpu_scaler
+
+
+@pytest.mark.parametrize("change", versions.CHANGES, ids=lambda change: change.name)
+def test_a_change_takes_effect_exactly_at_its_version(change):
+    major, minor, patch = versions.parse_version(change.since)
+    last_before = (major, minor - 1, 99) if minor else (major - 1, 99, 99)
+    assert change.expected(last_before) == change.before
+    assert change.expected(change.since) == change.after
+    assert change.expected((major, minor, patch)) == change.after
+    assert change.expected(f"{change.since}rc1") == change.after, "a release candidate counts as its release"
+    assert change.expected(f"{change.since}+cpu") == change.after
+
+
+@pytest.mark.parametrize(
+    "text, parsed",
+    [("2.13.0+cpu", (2, 13, 0)), ("1.13.1+cu117", (1, 13, 1)), ("2.0.0rc1", (2, 0, 0)), ("2.1", (2, 1, 0)),
+     ("2.15.0.dev20260101+cu130", (2, 15, 0))],
+)
+def test_parse_version_reads_the_release_and_ignores_local_and_pre_release_parts(text, parsed):
+    assert versions.parse_version(text) == parsed
+    assert versions.version_text(parsed) == ".".join(map(str, parsed))
+
+
+def test_the_installed_torch_behaves_as_the_version_table_documents():
+    disagreements = [
+        f"{record['name']}: observed {record['observed']!r}, documented {record['documented']!r}"
+        for record in observe.observe()["behaviours"]
+        if "documented" in record and record["observed"] != record["documented"]
+    ]
+    assert not disagreements, f"torch {versions.version_text(versions.INSTALLED)}: " + "; ".join(disagreements)
+
+
+def test_the_observe_probe_reports_a_reverted_zero_grad_default_as_a_disagreement(monkeypatch):
+    M.ZERO_GRAD_OLD_DEFAULT.apply(monkeypatch)
+    monkeypatch.setattr(versions, "INSTALLED", (2, 13, 0))
+    records = {record["name"]: record for record in observe.observe()["behaviours"]}
+    for name in ("Module.zero_grad() sets .grad to None", "Optimizer.zero_grad() sets .grad to None"):
+        assert records[name]["observed"] is False and records[name]["documented"] is True, records[name]
+
+
+@pytest.mark.meta
+@pytest.mark.parametrize("version", [(2, 0, 0), (2, 13, 0)], ids=versions.version_text)
+def test_a_torch_2_whose_zero_grad_reverted_to_the_1x_default_fails_the_suite(monkeypatch, version):
+    M.ZERO_GRAD_OLD_DEFAULT.apply(monkeypatch)
+    monkeypatch.setattr(versions, "INSTALLED", version)
+    _, message = assert_rejects(Z.check_reset_default_is_documented, case=Z.CASES, owner=OWNERS, groups=Z.GROUPS)
+    assert "documents set_to_none=True" in message and "should be None" in message
+
+
+@pytest.mark.meta
+def test_a_torch_1x_whose_zero_grad_took_the_2x_default_fails_the_suite(monkeypatch):
+    ZERO_GRAD_NEW_DEFAULT.apply(monkeypatch)
+    monkeypatch.setattr(versions, "INSTALLED", (1, 13, 1))
+    _, message = assert_rejects(Z.check_reset_default_is_documented, case=Z.CASES, owner=OWNERS, groups=Z.GROUPS)
+    assert "documents set_to_none=False" in message and "became None" in message
+
+
+@pytest.mark.parametrize("version, skipped", [((2, 0, 1), True), ((2, 1, 0), False)], ids=["2.0.1", "2.1.0"])
+def test_a_property_needing_a_newer_torch_is_skipped_with_the_reason(monkeypatch, version, skipped):
+    monkeypatch.setattr(versions, "INSTALLED", version)
+    mark = versions.requires(versions.POST_ACCUMULATE_GRAD_HOOK)
+    assert mark.args == (skipped,)
+    assert mark.kwargs["reason"] == (
+        f"torch {versions.version_text(version)}: Tensor.register_post_accumulate_grad_hook exists only from torch 2.1.0"
+    )
