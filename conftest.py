@@ -9,6 +9,20 @@ from properties.profiles import register_profiles
 from properties.strategies import supported_dtypes
 
 register_profiles()
+THREADS_BEFORE_SESSION = []
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, one intra-op thread per worker: the workers already fill the cores."""
+    if hasattr(config, "workerinput"):
+        THREADS_BEFORE_SESSION.append(torch.get_num_threads())
+        torch.set_num_threads(1)
+
+
+def pytest_unconfigure(config):
+    """Give the worker back the thread count it started with."""
+    if THREADS_BEFORE_SESSION:
+        torch.set_num_threads(THREADS_BEFORE_SESSION.pop())
 
 
 def seed_line(config) -> str:

@@ -35,10 +35,7 @@ def test_autograd_grad_returns_the_gradient_and_leaves_every_grad_untouched(case
     B.check_autograd_grad_leaves_grad_untouched(case)
 
 
-@pytest.mark.skipif(
-    not versions.has_post_accumulate_grad_hook(),
-    reason=f"torch {versions.INSTALLED} predates Tensor.register_post_accumulate_grad_hook (2.1)",
-)
+@versions.requires(versions.POST_ACCUMULATE_GRAD_HOOK)
 @given(case=B.HOOK_CASES)
 def test_a_post_accumulate_grad_hook_fires_once_per_backward(case):
     B.check_post_accumulate_grad_hook_fires_once_per_backward(case)

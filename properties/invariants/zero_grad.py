@@ -93,7 +93,7 @@ def check_reset_default_is_documented(case: Case, owner: str, groups: int) -> No
     before = {name: p.grad for name, p in model.named_parameters()}
     reset(model, optimizer, owner, "no argument")
     context = (
-        f"{describe(case, owner, groups, 'no argument')}; torch {versions.INSTALLED} documents "
+        f"{describe(case, owner, groups, 'no argument')}; torch {versions.version_text(versions.INSTALLED)} documents "
         f"set_to_none={change.expected()} ({change.source})"
     )
     if change.expected():

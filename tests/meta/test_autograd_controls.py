@@ -47,7 +47,7 @@ def test_the_autograd_grad_property_rejects_an_autograd_grad_that_touches_grad(m
     assert_rejects(B.check_autograd_grad_leaves_grad_untouched, case=B.ANY_CASES)
 
 
-@pytest.mark.skipif(not versions.has_post_accumulate_grad_hook(), reason="no post-accumulate-grad hooks")
+@versions.requires(versions.POST_ACCUMULATE_GRAD_HOOK)
 def test_the_hook_property_rejects_a_hook_that_fires_twice(monkeypatch):
     M.HOOK_FIRES_TWICE.apply(monkeypatch)
     _, message = assert_rejects(B.check_post_accumulate_grad_hook_fires_once_per_backward, case=B.HOOK_CASES)
