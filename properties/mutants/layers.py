@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 from torch import nn
@@ -66,7 +67,9 @@ def _coalesce_keeps_first(monkeypatch) -> None:
         unique, inverse = indices.unique(dim=1, return_inverse=True)
         first = torch.full((unique.shape[1],), len(inverse), dtype=torch.long)
         first = first.scatter_reduce(0, inverse, torch.arange(len(inverse)), reduce="amin")
-        return original(torch.sparse_coo_tensor(unique, values[first], self.shape))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse invariant checks")
+            return original(torch.sparse_coo_tensor(unique, values[first], self.shape))
 
     monkeypatch.setattr(torch.Tensor, "coalesce", coalesce)
 
