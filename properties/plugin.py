@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["properties.summary"]
+
 RECIPE_TESTS = "properties.recipe_tests"
 RECIPE = pytest.StashKey[object]()
 OPTIONS = pytest.StashKey[object]()

@@ -1,15 +1,18 @@
-"""Hypothesis profiles: dev (default, fast), ci (derandomized, more examples), thorough (nightly)."""
+"""Hypothesis profiles: dev (default, fast), ci (derandomized, more examples), thorough (nightly).
+
+No profile has a deadline: on a loaded 2-core machine a 2 ms example can take seconds, and a
+deadline then fails a sound torch. Hung collectives have their own timeouts (properties/distributed).
+"""
 
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 
 from hypothesis import settings
 
 DEV_EXAMPLES = 15
 PROFILES = {
-    "dev": dict(max_examples=DEV_EXAMPLES, deadline=timedelta(seconds=5), print_blob=True),
+    "dev": dict(max_examples=DEV_EXAMPLES, deadline=None, print_blob=True),
     "ci": dict(max_examples=4 * DEV_EXAMPLES, derandomize=True, deadline=None, database=None, print_blob=True),
     "thorough": dict(max_examples=20 * DEV_EXAMPLES, deadline=None, print_blob=True),
 }

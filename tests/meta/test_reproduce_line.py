@@ -1,0 +1,42 @@
+"""A failing property prints how to reproduce it: the shrunk Case, the @reproduce_failure blob and the command."""
+
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.meta
+
+ROOT_CONFTEST = Path(__file__).resolve().parents[2] / "conftest.py"
+
+FAILING_PROPERTY = '''
+from hypothesis import Phase, given, settings
+from properties.models import ModelSpec
+from properties.strategies import batch_splits, cases
+
+
+@settings(database=None, phases=[Phase.generate, Phase.shrink])
+@given(case=cases(models=ModelSpec("linear", 2, 1), sizes=batch_splits(max_k=3)))
+def test_every_case_is_a_single_micro_batch(case):
+    assert len(case.sizes) == 1, f"{len(case.sizes)} micro-batches"
+'''
+
+
+def test_a_failing_property_prints_the_shrunk_case_the_reproduce_blob_and_the_command(pytester):
+    pytester.makeconftest(ROOT_CONFTEST.read_text(encoding="utf-8"))
+    pytester.makepyfile(test_failing=FAILING_PROPERTY)
+    profile = settings.get_current_profile_name()
+    try:
+        result = pytester.runpytest(
+            "-p", "no:cacheprovider", "--assert=plain", "--hypothesis-profile=dev", "--hypothesis-seed=3"
+        )
+    finally:
+        settings.load_profile(profile)
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "micro-batches [1, 1], seed 0" in output, "the shrunk Case is not printed as one line"
+    assert "@reproduce_failure(" in output, "no @reproduce_failure blob"
+    nodeid = "test_failing.py::test_every_case_is_a_single_micro_batch"
+    command = f"pytest '{nodeid}' --hypothesis-profile=dev --hypothesis-seed=3"
+    assert command in output, f"no reproduce command; output:\n{output[-2000:]}"

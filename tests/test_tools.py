@@ -1,0 +1,210 @@
+"""The audit, benchmark, reliability and summary tools: discovery, counting, judging and rendering."""
+
+import json
+import types
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import UnsatisfiedAssumption
+
+from properties import audit, audit_plugin, bench, reliability
+from properties.mutants import autograd
+
+pytest_plugins = ["pytester"]
+
+
+def test_the_audit_discovers_every_mutant_of_every_mutants_module():
+    names = {fault.name for fault in audit.mutant_faults()}
+    assert {mutant.name for mutant in autograd.MUTANTS} <= names
+    assert all(f.pytest_args[0].startswith("--audit-fault=") for f in audit.mutant_faults())
+
+
+def test_the_plugin_resolves_a_mutant_by_module_and_name_and_rejects_an_unknown_one():
+    assert audit_plugin.resolve_mutant("autograd:backward-overwrites-grad") is autograd.BACKWARD_OVERWRITES
+    with pytest.raises(pytest.UsageError, match="no mutant"):
+        audit_plugin.resolve_mutant("autograd:no-such-fault")
+
+
+def test_faults_are_selected_by_part_of_their_name_and_an_unknown_name_is_an_error():
+    faults = audit.mutant_faults()
+    assert [f.name for f in audit.select(faults, ["zero-grad-leaves"])] == ["zero-grad-leaves-residue"]
+    with pytest.raises(SystemExit):
+        audit.select(faults, ["no-such-fault"])
+
+
+def a_recipe(model, optimizer, micro_batches, loss_fn, accumulation_steps):
+    """Forgets to divide by k."""
+
+
+def test_a_recipe_is_named_by_its_module_and_function_whether_bare_wrapped_or_keyed():
+    spec = f"{__name__}:a_recipe"
+    assert audit.recipe_spec(a_recipe) == ("a_recipe", spec, "Forgets to divide by k.")
+    wrapped = types.SimpleNamespace(name="no-division", function=a_recipe, description="no 1/k")
+    assert audit.recipe_spec(wrapped) == ("no-division", spec, "no 1/k")
+    assert audit.named_recipes({"k": a_recipe}) == [("k", a_recipe)]
+
+
+def fault(name="f", expect_caught=True):
+    return audit.Fault(name, "mutant (m)", "breaks things", ("--audit-fault=m:f",), expect_caught=expect_caught)
+
+
+def record(nodeid, outcome, first_failure=None):
+    return {"nodeid": nodeid, "when": "call", "outcome": outcome, "first_failure": first_failure, "message": "m"}
+
+
+def test_a_fault_is_credited_only_to_tests_that_passed_without_it_with_the_fewest_examples():
+    run = audit.Run(1, 2.0, [record("t::a", "failed", 4), record("t::b", "failed", 2), record("t::c", "failed", 1)])
+    row = audit.verdict(fault(), run, baseline_failures={"t::c"})
+    assert row["caught"] and row["ok"] and [b["test"] for b in row["caught_by"]] == ["t::b", "t::a"]
+    assert row["examples"] == 2
+    missed = audit.verdict(fault(), audit.Run(0, 1.0, [record("t::a", "passed")]), set())
+    assert missed["status"] == "missed" and not missed["ok"]
+    broken = audit.verdict(fault(), audit.Run(4, 1.0, [], "usage error"), set())
+    assert broken["status"] == "error" and not broken["ok"]
+    alarm = audit.verdict(fault(expect_caught=False), run, set())
+    assert alarm["caught"] and not alarm["ok"]
+
+
+def test_the_audit_table_has_one_row_per_fault_and_lists_the_gaps():
+    rows = [
+        audit.verdict(fault("caught"), audit.Run(1, 3.0, [record("t::test_x", "failed", 3)]), set()),
+        audit.verdict(fault("missed"), audit.Run(0, 2.0, [record("t::test_x", "passed")]), set()),
+        audit.verdict(fault("control", expect_caught=False), audit.Run(0, 2.0, []), set()),
+    ]
+    report = {"torch": "2.x", "profile": "dev", "seed": "0", "xdist": False, "jobs": 2, "seconds": 9.0,
+              "baseline": {"tests_run": 1, "failures": [], "seconds": 1.0}, "faults": rows, "notes": ["n"]}
+    text = audit.render_markdown(report)
+    assert "**1/2 faults caught**" in text
+    assert "| `caught` | mutant (m) | yes | `test_x` | 3 | 3.0 |" in text
+    assert "| `missed` | mutant (m) | **MISSED** | — | — | 2.0 |" in text
+    assert "no (as it should)" in text
+    assert "## Gaps" in text and "- `missed` (breaks things): no test failed." in text
+    json.dumps(report)
+
+
+def test_the_counter_numbers_the_first_failing_example_and_does_not_count_rejected_ones():
+    def body(x):
+        if x == 1:
+            raise UnsatisfiedAssumption()
+        assert x < 3
+
+    counter = audit_plugin.ExampleCounter(body)
+    counter(0)
+    with pytest.raises(UnsatisfiedAssumption):
+        counter(1)
+    counter(2)
+    for x in (3, 4):
+        with pytest.raises(AssertionError):
+            counter(x)
+    assert counter.calls == 4 and counter.first_failure == 3, "a rejected example counted as one run"
+
+
+def test_a_counted_hypothesis_test_runs_every_example_through_the_counter_and_replays_them():
+    seen = []
+
+    @settings(max_examples=7, database=None, derandomize=True)
+    @given(x=st.integers(), data=st.data())
+    def prop(x, data):
+        seen.append((x, data.draw(st.booleans())))
+
+    counter = audit_plugin.ExampleCounter(prop.hypothesis.inner_test, keep=True)
+    original = audit_plugin.counted_run(prop.hypothesis, counter)
+    try:
+        prop()
+    finally:
+        prop.hypothesis.inner_test = original
+    assert counter.calls == len(seen) == len(counter.kept) > 0
+    drawn, seen[:] = list(seen), []
+    counter.replay()
+    assert seen == drawn, "the replay did not call the body on the same examples"
+
+
+def test_replay_data_hands_back_the_recorded_draws_in_order():
+    data = audit_plugin.ReplayData([1, "a"])
+    assert (data.draw(st.integers()), data.draw(st.text())) == (1, "a")
+    with pytest.raises(LookupError):
+        data.draw(st.integers())
+
+
+def test_the_benchmark_sums_examples_and_seconds_per_family_and_fits_the_growth_exponent():
+    tests = [
+        {"nodeid": "tests/test_a.py::t1", "when": "call", "examples": 10, "hypothesis_seconds": 1.0,
+         "cold_seconds": 2.0, "replay_seconds": 0.5},
+        {"nodeid": "tests/test_a.py::t2", "when": "call", "examples": 30, "hypothesis_seconds": 1.0,
+         "cold_seconds": None, "replay_seconds": 1.5},
+        {"nodeid": "tests/test_b.py::t", "when": "call", "examples": None, "hypothesis_seconds": 9.0},
+    ]
+    (row,) = bench.families(tests)
+    assert (row["family"], row["examples"], row["seconds"], row["examples_per_second"]) == ("a", 40, 3.0, 13.333)
+    assert row["replay_ratio"] == 1.0 and bench.total_row([row])["replay_ratio"] == 1.0
+    assert bench.slope([1, 2, 4, 8], [3, 12, 48, 192]) == 2.0
+    text = bench.render_markdown({"torch": "2.x", "profile": "dev", "seed": "0", "cores": 2, "load_average": None,
+                                  "throughput": {"families": [row], "all": bench.total_row([row]), "failed": []}})
+    assert "| a | 2 | 40 | 3.00 | 13.3 | 2.00 | 2.00 | 1.00 |" in text and "meets the aim" in text
+
+
+def test_reliability_prints_a_reproduce_command_per_failure():
+    command = reliability.reproduce_command("tests/test_a.py::t[x]", "thorough", 7)
+    assert command == "pytest 'tests/test_a.py::t[x]' --hypothesis-profile=thorough --hypothesis-seed=7"
+    row = {"seed": 7, "passed": False, "status": "FAIL", "tests": 1, "examples": 5, "seconds": 1.0,
+           "failures": [{"test": "tests/test_a.py::t[x]", "message": "boom", "reproduce": command}]}
+    text = reliability.render_markdown({"torch": "2.x", "profile": "thorough", "with_meta": False, "seconds": 1.0,
+                                        "seeds": [row]})
+    assert "**0/1 seeds passed**" in text and "| 7 | FAIL | 1 | 5 | 1.0 | `t[x]` |" in text and command in text
+
+
+SUMMARY_TESTS = """
+import pytest
+
+def test_passes():
+    pass
+
+def test_fails():
+    assert False
+
+@pytest.mark.skip(reason="no")
+def test_skipped():
+    pass
+
+@pytest.mark.xfail(reason="known", strict=True)
+def test_xfails():
+    assert False
+"""
+
+
+def summary_has_its_own_entry_point() -> bool:
+    """Whether an installed pytest11 entry point loads properties.summary under a name of its own."""
+    from importlib.metadata import entry_points
+
+    try:
+        points = entry_points(group="pytest11")
+    except TypeError:
+        points = entry_points().get("pytest11", [])
+    return any(point.value == "properties.summary" for point in points)
+
+
+def test_the_summary_plugin_writes_torch_profile_seed_and_counts(pytester):
+    pytester.makepyfile(test_sample=SUMMARY_TESTS)
+    path = pytester.path / "out" / "summary.json"
+    load = [] if summary_has_its_own_entry_point() else ["-p", "properties.summary"]
+    result = pytester.runpytest(*load, "-p", "no:cacheprovider", f"--summary-json={path}", "--hypothesis-seed=5")
+    result.assert_outcomes(passed=1, failed=1, skipped=1, xfailed=1)
+    summary = json.loads(path.read_text())
+    assert summary["counts"] == {"passed": 1, "failed": 1, "error": 0, "skipped": 1, "xfailed": 1, "xpassed": 0}
+    assert summary["seed"] == "5" and summary["failed_tests"] == ["test_sample.py::test_fails"]
+    assert summary["torch"] and summary["profile"] and summary["exitstatus"] == 1
+
+
+def test_examples_until_failure_counts_the_examples_hypothesis_ran_and_skips_the_rejected_ones():
+    statuses = ["valid", "invalid", "valid", "overrun", "interesting", "valid", "interesting"]
+    statistics = {"generate-phase": {"test-cases": [{"status": s} for s in statuses]}}
+    assert audit_plugin.examples_until_failure(statistics) == (5, 3)
+    assert audit_plugin.examples_until_failure({"generate-phase": {"test-cases": [{"status": "valid"}]}}) == (1, None)
+    assert audit_plugin.examples_until_failure({"generate-phase": "unexpected"}) == (0, None)
+
+
+def test_recipe_options_become_the_plugins_recipe_flags():
+    flags = audit.recipe_flags({"clip_norm": 0.1, "scheduler": True, "scaler": False, "optimizers": ("SGD", "Adam")})
+    assert flags == ("--recipe-clip-norm=0.1", "--recipe-optimizers=SGD,Adam", "--recipe-scheduler")
+    assert audit.recipe_flags({"max_examples": 5}) == ("--recipe-examples=5",)
