@@ -114,8 +114,10 @@ class ModelSpec:
         return module
 
     def parameter_names(self) -> list[str]:
-        """Names of the parameters the built module will have, in registration order."""
-        return [name for name, _ in self._skeleton(device="meta", dtype=torch.float64).named_parameters()]
+        """Names of the parameters the built module will have, in registration order (without building it)."""
+        layers = {"linear": [""], "mlp": ["hidden.", "output."], "tied": ["shared."], "embedding": ["embedding."]}
+        tensors = ["weight", "bias"] if self.bias and self.kind != "embedding" else ["weight"]
+        return [layer + tensor for layer in layers[self.kind] for tensor in tensors]
 
     def _skeleton(self, *, device, dtype) -> nn.Module:
         if self.kind == "linear":

@@ -74,17 +74,24 @@ def seeds() -> SearchStrategy[int]:
     return st.integers(0, 2**16 - 1)
 
 
+def choice_of(values: ValueOrStrategy[Sequence[T]]) -> SearchStrategy[T]:
+    """One element of `values`, or of the sequence a strategy draws."""
+    if isinstance(values, SearchStrategy):
+        return values.flatmap(lambda drawn: st.sampled_from(tuple(drawn)))
+    return st.sampled_from(tuple(values))
+
+
 def batch_splits(
     *, min_k: ValueOrStrategy[int] = 1, max_k: ValueOrStrategy[int] = 5, max_size: ValueOrStrategy[int] = 3
 ) -> SearchStrategy[tuple[int, ...]]:
     """Sizes (m₁, …, m_k) of k micro-batches, each ≥ 1 and usually unequal; N = Σ mⱼ."""
 
-    @st.composite
-    def draw_split(draw):
-        lo, hi, size = draw(as_strategy(min_k)), draw(as_strategy(max_k)), draw(as_strategy(max_size))
-        return tuple(draw(st.lists(st.integers(1, size), min_size=lo, max_size=max(lo, hi))))
+    def split(lo: int, hi: int, size: int) -> SearchStrategy[tuple[int, ...]]:
+        return st.lists(st.integers(1, size), min_size=lo, max_size=max(lo, hi)).map(tuple)
 
-    return draw_split()
+    if not any(isinstance(arg, SearchStrategy) for arg in (min_k, max_k, max_size)):
+        return split(min_k, max_k, max_size)  # built once: most callers pass plain values
+    return st.tuples(as_strategy(min_k), as_strategy(max_k), as_strategy(max_size)).flatmap(lambda a: split(*a))
 
 
 def step_counts(*, min_value: int = 1, max_value: int = 6) -> SearchStrategy[int]:
@@ -92,9 +99,7 @@ def step_counts(*, min_value: int = 1, max_value: int = 6) -> SearchStrategy[int
     return st.integers(min_value, max_value)
 
 
-@st.composite
 def model_specs(
-    draw,
     kinds: ValueOrStrategy[Sequence[str]] = KINDS,
     *,
     max_features: ValueOrStrategy[int] = 4,
@@ -102,17 +107,26 @@ def model_specs(
     bias: ValueOrStrategy[bool] = st.booleans(),
     sparse: ValueOrStrategy[bool] = st.booleans(),
     frozen: ValueOrStrategy[bool] = False,
-) -> ModelSpec:
+) -> SearchStrategy[ModelSpec]:
     """Linear (square ones included), MLPs with smooth activations, tied-weight MLPs, dense or sparse embeddings.
 
     With `frozen=True`, a non-empty proper subset of the parameters is frozen (kinds with one
     parameter are then built with a bias so that there is something to freeze).
     """
-    kind = draw(st.sampled_from(tuple(draw(as_strategy(kinds)))))
-    width = st.integers(1, draw(as_strategy(max_features)))
-    freeze = draw(as_strategy(frozen))
-    has_bias = True if freeze and kind != "embedding" else draw(as_strategy(bias))
-    activation = draw(st.sampled_from(tuple(draw(as_strategy(activations)))))
+    widths = None if isinstance(max_features, SearchStrategy) else st.integers(1, max_features)
+    return _model_specs(
+        choice_of(kinds), widths, as_strategy(max_features), choice_of(activations),
+        as_strategy(bias), as_strategy(sparse), as_strategy(frozen),
+    )
+
+
+@st.composite
+def _model_specs(draw, kinds, widths, max_features, activations, bias, sparse, frozen) -> ModelSpec:
+    kind = draw(kinds)
+    width = widths if widths is not None else st.integers(1, draw(max_features))
+    freeze = draw(frozen)
+    has_bias = True if freeze and kind != "embedding" else draw(bias)
+    activation = draw(activations)
     if kind == "linear":
         spec = ModelSpec("linear", draw(width), draw(width), bias=has_bias)
     elif kind == "mlp":
@@ -122,7 +136,7 @@ def model_specs(
         spec = ModelSpec("tied", features, features, activation=activation, bias=has_bias)
     else:
         num, dim = draw(st.integers(2, 5)), draw(width)
-        spec = ModelSpec("embedding", num, dim, sparse=draw(as_strategy(sparse)), bag=draw(st.integers(1, 3)))
+        spec = ModelSpec("embedding", num, dim, sparse=draw(sparse), bag=draw(st.integers(1, 3)))
     names = spec.parameter_names() if freeze else []
     if len(names) > 1:
         chosen = draw(st.sets(st.sampled_from(names), min_size=1, max_size=len(names) - 1))

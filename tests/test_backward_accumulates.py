@@ -1,12 +1,14 @@
 """backward() sums gradients into .grad, whatever the model and however many calls."""
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from properties import versions
 from properties.devices import device_params
 from properties.invariants import backward as B
+from properties.strategies import model_specs
 
 
 @pytest.mark.parametrize("device", device_params())
@@ -39,3 +41,9 @@ def test_autograd_grad_returns_the_gradient_and_leaves_every_grad_untouched(case
 @given(case=B.HOOK_CASES)
 def test_a_post_accumulate_grad_hook_fires_once_per_backward(case):
     B.check_post_accumulate_grad_hook_fires_once_per_backward(case)
+
+
+@given(spec=model_specs(bias=st.booleans()))
+def test_a_model_spec_names_the_parameters_its_module_has(spec):
+    module = spec.build(dtype=torch.float64, device="cpu", seed=0)
+    assert spec.parameter_names() == [name for name, _ in module.named_parameters()]
