@@ -10,8 +10,6 @@ micro-batches. Two versions agree to rounding: |Δ| ≲ a few u·max|g|, u = 2�
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import random
 import sys
@@ -22,6 +20,7 @@ import torch
 from properties import grads as G
 from properties.cases import Case
 from properties.models import ModelSpec
+from properties.observe import json_command
 
 CASES = (
     Case(ModelSpec("linear", 3, 2), sizes=(1, 2, 3), seed=0),
@@ -85,16 +84,7 @@ def fingerprint(cases: Sequence[Case] = CASES) -> dict[str, object]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m properties.fingerprint", description=__doc__.splitlines()[0])
-    parser.add_argument("--output", help="write the JSON here instead of standard output")
-    args = parser.parse_args(argv)
-    text = json.dumps(fingerprint(), indent=1)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-    else:
-        sys.stdout.write(text + "\n")
-    return 0
+    return json_command("python -m properties.fingerprint", __doc__.splitlines()[0], fingerprint, argv)
 
 
 if __name__ == "__main__":

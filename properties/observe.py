@@ -187,17 +187,22 @@ def observe() -> dict[str, object]:
     return {"environment": environment(), "behaviours": [run_probe(probe) for probe in PROBES]}
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m properties.observe", description=__doc__.splitlines()[0])
+def json_command(prog: str, description: str, produce: Callable[[], object], argv: Optional[list[str]]) -> int:
+    """`prog [--output PATH]`: write produce() as JSON to PATH, or to standard output."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--output", help="write the JSON here instead of standard output")
     args = parser.parse_args(argv)
-    text = json.dumps(observe(), indent=2)
+    text = json.dumps(produce(), indent=1)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
     else:
         sys.stdout.write(text + "\n")
     return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    return json_command("python -m properties.observe", __doc__.splitlines()[0], observe, argv)
 
 
 if __name__ == "__main__":
