@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 
-from properties.recipes.check import error_for
-from properties.recipes.errors import RecipeError
+from properties.recipes.check import error_for, search_settings
 from properties.recipes.checks import BY_NAME
+from properties.recipes.errors import RecipeError
 from properties.recipes.contract import check_contract
 from properties.recipes.examples import recipe_cases
 from properties.recipes.observation import Observation
@@ -20,14 +20,7 @@ def holds(name: str, recipe, options, config) -> None:
     if not prop.applies(options):
         pytest.skip(f"{prop.sentence}: only with --recipe-{prop.needs}")
 
-    @settings(
-        max_examples=options.max_examples,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        phases=(Phase.generate, Phase.shrink),
-        suppress_health_check=list(HealthCheck),
-    )
+    @search_settings(options)
     @given(example=recipe_cases(options))
     def property_holds(example):
         observation = Observation(recipe, example)
