@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -30,14 +31,21 @@ class Tolerance:
 EXACT = Tolerance(0.0, 0.0, "bitwise identity")
 
 
+def gamma(n: int, u: float) -> float:
+    """Higham's γₙ = n·u/(1 − n·u): the relative error bound of n successive roundings (∞ once n·u ≥ 1)."""
+    if n * u >= 1:
+        return math.inf
+    return n * u / (1 - n * u)
+
+
 def summation_tolerance(dtype: torch.dtype, terms: int, magnitude: float) -> Tolerance:
     """Higham's bound for a sum of n terms: |fl(Σxᵢ) − Σxᵢ| ≤ γₙ·Σ|xᵢ|, γₙ = n·u/(1 − n·u); 2× slack."""
     u = unit_roundoff(dtype)
     n = max(terms, 1)
-    gamma = n * u / (1 - n * u)
+    bound = gamma(n, u)
     return Tolerance(
-        rtol=2 * gamma,
-        atol=2 * gamma * magnitude,
+        rtol=2 * bound,
+        atol=2 * bound * magnitude,
         reason=f"2·γ_{n}·Σ|terms| with u={u:.3g} ({dtype_name(dtype)}), Σ|terms|≤{magnitude:.3g}",
     )
 

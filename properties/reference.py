@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -229,10 +228,3 @@ def full_batch_run(model: nn.Module, optimizer: torch.optim.Optimizer, windows: 
         optimizer.step()
         snapshots.append(Snapshot(used, parameters(model), named_state(optimizer, model)))
     return snapshots
-
-
-def gamma(n: int, u: float) -> float:
-    """Higham's γₙ = n·u/(1 − n·u): the relative error bound of n successive roundings."""
-    if n * u >= 1:
-        return math.inf
-    return n * u / (1 - n * u)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from properties import reference as R
+from properties.accumulate import windows_of
 
 FIRST_X = ((1.0,), (2.0,), (3.0,))
 FIRST_Y = ((2.0,), (3.0,), (4.0,))
@@ -100,12 +101,6 @@ def tutorial_second_run(model: nn.Module, micro_batches, accumulation_steps: int
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     for _ in range(epochs):
         tutorial_second_loop(model, optimizer, micro_batches, nn.MSELoss(), accumulation_steps)
-
-
-def windows_of(micro_batches: Sequence, accumulation_steps: int, *, keep_short: bool) -> list[list]:
-    """Consecutive groups of `accumulation_steps` micro-batches; the short last group kept or dropped."""
-    groups = [list(micro_batches[i : i + accumulation_steps]) for i in range(0, len(micro_batches), accumulation_steps)]
-    return groups if keep_short or not groups or len(groups[-1]) == accumulation_steps else groups[:-1]
 
 
 def first_loop_closed_form(weight: float, bias: float, x, y, lr: float = LR, epochs: int = EPOCHS) -> list[R.LinearParams]:

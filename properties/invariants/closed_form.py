@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from properties import grads as G
 from properties import reference as R
 from properties.cases import Case
-from properties.compare import Tolerance, assert_grads_close, unit_roundoff
+from properties.compare import Tolerance, assert_grads_close, gamma, unit_roundoff
 from properties.strategies import batch_splits, cases, model_specs
 
 CASES = cases(models=model_specs(["linear"]), sizes=batch_splits(max_k=3))
@@ -22,7 +22,7 @@ REDUCTIONS = st.sampled_from(["mean", "sum"])
 def rounding_tolerances(case: Case, magnitudes: dict[str, np.ndarray], terms: int) -> dict[str, Tolerance]:
     """Per parameter: |autograd − closed form| ≤ 2·γₙ·max(magnitude), n = terms (both are float64 sums of that many products)."""
     u = unit_roundoff(case.dtype)
-    g = R.gamma(terms, u)
+    g = gamma(terms, u)
     return {
         name: Tolerance(0.0, 2 * 2 * g * float(np.max(m, initial=0.0)), f"2·γ_{terms}·(2/c)·Σ(|W||x|+|b|+|y|)|x|, u={u:.3g}, both sides")
         for name, m in magnitudes.items()
@@ -47,7 +47,7 @@ def check_mse_matches_closed_form(case: Case, reduction: str) -> None:
     tolerances = rounding_tolerances(case, magnitudes, terms(case))
     expected_loss = R.mse_value(p, x, y, reduction)
     bound_terms = terms(case) + y.numel()
-    loss_bound = 2 * 2 * R.gamma(bound_terms, unit_roundoff(case.dtype)) * R.mse_value_magnitude(p, x, y, reduction)
+    loss_bound = 2 * 2 * gamma(bound_terms, unit_roundoff(case.dtype)) * R.mse_value_magnitude(p, x, y, reduction)
     if abs(value - expected_loss) > loss_bound:
         raise AssertionError(
             f"loss value: autograd's {value!r} vs closed form (1/c)·Σ(ŷ − y)² = {expected_loss!r}, "

@@ -14,7 +14,7 @@ from properties import accumulate as A
 from properties import grads as G
 from properties import reference as R
 from properties.cases import Case
-from properties.compare import EXACT, Tolerance, assert_grads_close, assert_tensor_close, dense, unit_roundoff
+from properties.compare import EXACT, Tolerance, assert_grads_close, assert_tensor_close, dense, gamma, unit_roundoff
 from properties.invariants.equivalence import load, row_tolerances
 from properties.optimizers import FAMILIES, OptimizerSpec, adam_specs, named_state, sgd_specs
 from properties.strategies import batch_splits, cases, model_specs, step_counts
@@ -44,7 +44,7 @@ def check_one_sgd_step_is_closed_form(case: Case, lr: float) -> None:
     u = unit_roundoff(case.dtype)
     magnitudes = R.mse_gradient_magnitudes(start, x, y)
     for name, p in model.named_parameters():
-        atol = 2 * (R.gamma(n, u) * lr * float(np.max(magnitudes[name])) + 2 * u * float(np.max(np.abs(expected[name]))))
+        atol = 2 * (gamma(n, u) * lr * float(np.max(magnitudes[name])) + 2 * u * float(np.max(np.abs(expected[name]))))
         assert_tensor_close(
             p.detach(),
             torch.from_numpy(expected[name]),
@@ -57,7 +57,7 @@ def check_one_sgd_step_is_closed_form(case: Case, lr: float) -> None:
 def update_tolerances(spec: OptimizerSpec, theta, g, state, expected_state, t: int, dtype) -> dict[str, Tolerance]:
     """For one documented step from the same θ, g and state: ≤ 8 roundings, each relative to |θ|, η·|direction| or |entry|."""
     u = unit_roundoff(dtype)
-    rho = 2 * R.gamma(8, u)
+    rho = 2 * gamma(8, u)
     a = dense(g).abs() + spec["weight_decay"] * theta.abs()
     direction, entries = direction_magnitude(spec, a, state, expected_state, t)
     scale = float(theta.abs().max()) + spec["lr"] * float(direction.max())

@@ -21,7 +21,7 @@ from properties import accumulate as A
 from properties import grads as G
 from properties import reference as R
 from properties.cases import Case, dtype_name
-from properties.compare import Tolerance, assert_grads_close, unit_roundoff
+from properties.compare import Tolerance, assert_grads_close, gamma, unit_roundoff
 from properties.strategies import batch_splits, cases, model_specs, supported_dtypes
 
 DTYPES = supported_dtypes()
@@ -39,7 +39,7 @@ def accumulation_bounds(case: Case, p: R.LinearParams, x: torch.Tensor, y: torch
     n, u = roundings(case), unit_roundoff(case.dtype)
     info = torch.finfo(case.dtype)
     subnormal = info.tiny * info.eps
-    g = R.gamma(n, u)
+    g = gamma(n, u)
     magnitudes = R.mse_gradient_magnitudes(p, x, y)
     return {
         name: Tolerance(

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 from properties import reference as R
+from properties.accumulate import windows_of
 from properties import tutorial as T
 from properties.cases import Case, dtype_name
-from properties.compare import Tolerance, assert_grads_close, assert_tensor_close, unit_roundoff
+from properties.compare import Tolerance, assert_grads_close, assert_tensor_close, gamma, unit_roundoff
 from properties.strategies import cases, model_specs, seeds
 
 SEEDS = seeds()
@@ -65,7 +66,7 @@ def trajectory_bounds(
         n = max(len(x) for x, _ in batches) + 8
         size = max(float(np.max(np.abs(v))) for v in previous.named().values())
         grad = max(float(np.max(m)) for x, y in batches for m in magnitudes(previous, x, y).values())
-        total += 2 * R.gamma(n, u) * (size + lr * grad * len(batches))
+        total += 2 * gamma(n, u) * (size + lr * grad * len(batches))
         bounds.append(total)
         previous = after
     return bounds
@@ -105,7 +106,7 @@ def check_second_loop_follows_its_closed_form(seed: int) -> None:
     batches = T.tutorial_micro_batches(T.tensor(T.SECOND_X), T.tensor(T.SECOND_Y))
     T.tutorial_second_run(model, batches)
     expected = T.second_loop_closed_form(start, batches, T.ACCUMULATION_STEPS)
-    steps = T.windows_of(batches, T.ACCUMULATION_STEPS, keep_short=False) * T.EPOCHS
+    steps = windows_of(batches, T.ACCUMULATION_STEPS, keep_short=False) * T.EPOCHS
     bound = trajectory_bounds(start, steps, expected, T.LR, torch.float64)[-1]
     assert_grads_close(
         {name: p.detach() for name, p in model.named_parameters()},
@@ -123,13 +124,13 @@ def check_tutorial_loop_matches_window_mean(case: Case, accumulation_steps: int)
     batches = case.micro_batches()
     T.tutorial_second_loop(model, torch.optim.SGD(model.parameters(), lr=T.LR), batches, nn.MSELoss(), accumulation_steps)
     expected = T.window_mean_closed_form(start, batches, accumulation_steps, epochs=1)[-1]
-    windows = [len(w) for w in T.windows_of(batches, accumulation_steps, keep_short=True)]
+    windows = [len(w) for w in windows_of(batches, accumulation_steps, keep_short=True)]
     moved = {name: p.detach() - torch.from_numpy(start.named()[name]) for name, p in model.named_parameters()}
     wanted = {name: torch.from_numpy(value - start.named()[name]) for name, value in expected.named().items()}
     magnitudes = R.summed([R.mse_gradient_magnitudes(start, x, y) for x, y in batches])
     n = case.rows + case.model.in_features + 16
     tolerance = {
-        name: Tolerance(0.0, 4 * R.gamma(n, unit_roundoff(case.dtype)) * (float(np.max(np.abs(start.named()[name]))) + T.LR * len(windows) * float(np.max(m))),
+        name: Tolerance(0.0, 4 * gamma(n, unit_roundoff(case.dtype)) * (float(np.max(np.abs(start.named()[name]))) + T.LR * len(windows) * float(np.max(m))),
                         f"2·γ_{n}·(|θ| + η·|gradient terms|) per window")
         for name, m in magnitudes.items()
     }
@@ -164,7 +165,7 @@ def check_tutorial_data_step_is_k_times_the_window_mean_step(seed: int) -> None:
     magnitudes = R.summed([R.mse_gradient_magnitudes(start, x, y) for x, y in window])
     n = 2 * T.BATCH_SIZE + 16
     tolerance = {
-        name: Tolerance(0.0, 4 * R.gamma(n, unit_roundoff(torch.float64)) * (float(np.max(np.abs(start.named()[name]))) + T.LR * float(np.max(m))),
+        name: Tolerance(0.0, 4 * gamma(n, unit_roundoff(torch.float64)) * (float(np.max(np.abs(start.named()[name]))) + T.LR * float(np.max(m))),
                         f"2·γ_{n}·(|θ| + η·|gradient terms|), float64")
         for name, m in magnitudes.items()
     }

@@ -7,12 +7,8 @@ from typing import Callable
 
 import torch
 
+from properties.accumulate import windows_of
 from properties.tutorial import tutorial_second_loop
-
-
-def windows_of(micro_batches, k: int) -> list:
-    """Consecutive windows of k micro-batches; the last may be shorter."""
-    return [micro_batches[start : start + k] for start in range(0, len(micro_batches), k)]
 
 
 def rows_in(window) -> int:

@@ -8,6 +8,7 @@ from functools import partial
 import torch
 
 from properties import grads as G
+from properties.accumulate import windows_of
 from properties.recipes.examples import RecipeCase
 from properties.recipes.trace import Run, loss_function, observe
 
@@ -17,10 +18,7 @@ def full_batch_steps(
     last_window="step", max_norm=None, scheduler=None, scaler=None,
 ) -> None:
     """For each window of k micro-batches: L = mean loss over all its samples, one backward, (clip), one step, (schedule)."""
-    for start in range(0, len(micro_batches), accumulation_steps):
-        window = micro_batches[start : start + accumulation_steps]
-        if len(window) < accumulation_steps and last_window == "drop":
-            break
+    for window in windows_of(micro_batches, accumulation_steps, keep_short=last_window != "drop"):
         x = torch.cat([x for x, _ in window])
         y = torch.cat([y for _, y in window])
         loss = loss_fn(model(x), y)
