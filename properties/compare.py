@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import contextlib
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Iterator, Mapping
 
 import torch
 
@@ -98,15 +99,50 @@ def describe_difference(actual: torch.Tensor, expected: torch.Tensor) -> str:
     )
 
 
+Observer = Callable[[str, float, Tolerance], None]
+_OBSERVERS: list[Observer] = []
+
+
+@contextlib.contextmanager
+def observing(observer: Observer) -> Iterator[None]:
+    """Within the block, call observer(name, excess, tolerance) for every comparison `assert_tensor_close` makes."""
+    _OBSERVERS.append(observer)
+    try:
+        yield
+    finally:
+        _OBSERVERS.remove(observer)
+
+
+def excess(actual: torch.Tensor, expected: torch.Tensor, tolerance: Tolerance) -> float:
+    """max |a − e| / (atol + rtol·|e|): ≤ 1 within the tolerance, > 1 outside it (0/0 = 0, x/0 = ∞, NaN = ∞)."""
+    a, e = dense(actual).double(), dense(expected).double()
+    if a.shape != e.shape:
+        return math.inf
+    if not a.numel():
+        return 0.0
+    difference = (a - e).abs()
+    allowed = tolerance.atol + tolerance.rtol * e.abs()
+    same = (a == e) | (torch.isnan(a) & torch.isnan(e))
+    ratio = torch.where(same, torch.zeros_like(difference), difference / allowed)
+    ratio = torch.where(torch.isnan(ratio), torch.full_like(ratio, math.inf), ratio)
+    return float(ratio.max())
+
+
 def assert_tensor_close(actual, expected, *, name: str, tolerance: Tolerance, context: str = "") -> None:
     """torch.testing.assert_close(actual, expected) with a message naming the parameter, difference and case."""
+    __tracebackhide__ = True
     actual, expected = dense(actual), dense(expected)
+    if _OBSERVERS:
+        observed = excess(actual, expected, tolerance)
+        for observer in list(_OBSERVERS):
+            observer(name, observed, tolerance)
 
     def message(default: str) -> str:
         lines = [
             f"{name}: {tuple(expected.shape)} {dtype_name(expected.dtype)} differs",
             f"  {describe_difference(actual, expected)}{ratio_hint(actual, expected)}" if actual.shape == expected.shape else "",
             f"  tolerance: {tolerance}",
+            f"  error ÷ tolerance = {excess(actual, expected, tolerance):.3g}" if actual.shape == expected.shape else "",
             f"  case: {context}" if context else "",
             "  torch says: " + default.replace("\n", "\n    "),
         ]
@@ -124,6 +160,7 @@ def assert_grads_close(
     what: str = ".grad",
 ) -> None:
     """Per parameter: both None, or both tensors within tolerance; otherwise fail naming the parameter."""
+    __tracebackhide__ = True
     if set(actual) != set(expected):
         raise AssertionError(f"parameters differ: {sorted(actual)} vs {sorted(expected)}; case: {context}")
     for name in expected:

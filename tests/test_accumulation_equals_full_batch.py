@@ -1,15 +1,28 @@
 """Accumulated micro-batches equal the full batch — when each micro-batch's loss is weighted by its share of the window."""
 
-from hypothesis import given
+import torch
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from properties import accumulate as A
+from properties.cases import Case
 from properties.invariants import equivalence as E
+from properties.models import ModelSpec
 from properties.invariants import tokens as T
 from properties.meta import assert_rejects
 
 
+def one_hidden_unit(activation: str, seed: int) -> Case:
+    """MLP(1→1→3): three output units' contributions cancel inside the one hidden unit's backward."""
+    return Case(ModelSpec("mlp", 1, 3, hidden=1, activation=activation), (1,), torch.float64, seed)
+
+
 @given(case=E.CASES, how=E.HOWS)
+@example(case=one_hidden_unit("gelu", 1709), how=A.SUMS_OVER_COUNT)
+@example(case=one_hidden_unit("gelu", 14), how=A.SUMS_OVER_COUNT)
+@example(case=one_hidden_unit("tanh", 421), how=A.SUMS_OVER_COUNT)
+@example(case=one_hidden_unit("sigmoid", 155), how=A.SUMS_OVER_COUNT)
+@example(case=one_hidden_unit("softplus", 426), how=A.SUMS_OVER_COUNT)
 def test_micro_batch_means_scaled_by_m_over_n_or_sums_over_the_count_accumulate_to_the_full_batch_gradient(case, how):
     E.check_accumulation_matches_full_batch(case, how)
 

@@ -2,10 +2,12 @@
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from properties import versions
+from properties.cases import Case
+from properties.models import ModelSpec
 from properties.devices import device_params
 from properties.invariants import backward as B
 from properties.strategies import model_specs
@@ -17,7 +19,15 @@ def test_n_backward_calls_sum_the_n_individual_gradients(device, data, via):
     B.check_backward_sums(data.draw(B.sum_cases(device), label="case"), via)
 
 
+def sparse_bag(seed: int) -> Case:
+    """EmbeddingSum(2×3, bag 3, sparse), one row: .grad holds 6 uncoalesced entries for one row after two backward calls."""
+    return Case(ModelSpec("embedding", 2, 3, sparse=True, bag=3), (1,), torch.float64, seed)
+
+
 @given(case=B.ONE_GRAPH_CASES)
+@example(case=sparse_bag(726))
+@example(case=sparse_bag(6296))
+@example(case=sparse_bag(98))
 def test_backward_twice_on_a_retained_graph_gives_twice_the_gradient(case):
     B.check_retained_graph_backward_twice_doubles(case)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from properties import bounds as B
 from properties import grads as G
-from properties.compare import Tolerance, summation_tolerance, unit_roundoff
+from properties.compare import Tolerance, unit_roundoff
 from properties.distributed.cases import DistributedCase
 
 
@@ -35,24 +36,15 @@ def full_batch_step(case: DistributedCase) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
-def window_terms(case: DistributedCase) -> int:
-    """n for Higham's bound: N rows, k micro-batches, W ranks, the weight and the 1/W, and the longest dot product."""
-    spec = case.case.model
-    return case.rows + case.k + case.world_size + 2 + spec.in_features + spec.hidden + spec.out_features
-
-
-def row_magnitudes(case: DistributedCase) -> dict[str, float]:
-    """max over entries of Σᵢ |∇ℓᵢ|/N: the size of the N per-row terms whose sum is ∇L (cancellation included)."""
-    model = case.case.build_model()
-    x, y = case.case.full_batch()
-    rows = [G.fresh_gradients(model, G.mse(model, x[i : i + 1], y[i : i + 1]) / case.rows) for i in range(case.rows)]
-    return G.largest(G.combine(rows, torch.abs))
-
-
 def gradient_tolerances(case: DistributedCase) -> dict[str, Tolerance]:
-    """Per parameter: 2·γₙ·Σᵢ|∇ℓᵢ|/N, n = window_terms — every rounding between one row's term and the averaged total."""
-    n = window_terms(case)
-    return {name: summation_tolerance(case.case.dtype, n, m) for name, m in row_magnitudes(case).items()}
+    """Per parameter, 2·γ_K·M for the mean loss over all N rows (`properties.bounds`), plus the window's own roundings.
+
+    Each rank sums k weighted micro-batch gradients (weights W·m_rj/N rounded), the all-reduce
+    sums W of them and divides by W: k + W + 6 roundings on top of the replayed gradient's K.
+    """
+    model = case.case.build_model()
+    bound = B.window_bound(case.case.model, model, case.case.micro_batches(), case.case.dtype)
+    return bound.tolerances(B.accumulation_roundings(case.k) + case.world_size + 2)
 
 
 def step_tolerances(case: DistributedCase) -> dict[str, Tolerance]:

@@ -9,10 +9,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 from properties import accumulate as A
+from properties import bounds as B
 from properties import grads as G
 from properties import reference as R
 from properties.cases import Case
-from properties.compare import Tolerance, assert_grads_close, assert_tensor_close, summation_tolerance
+from properties.compare import Tolerance, assert_grads_close, assert_tensor_close
 from properties.models import ModelSpec
 from properties.optimizers import OptimizerSpec
 from properties.strategies import batch_splits, cases, model_specs, step_counts
@@ -45,19 +46,14 @@ SPARSE_CASES = cases(models=model_specs(["embedding"], sparse=True), sizes=batch
 
 
 def row_tolerances(model: nn.Module, spec: ModelSpec, dtype: torch.dtype, micro_batches: Sequence[R.Batch]) -> dict[str, Tolerance]:
-    """Per parameter, Higham's bound for the window's gradient as a sum of its N per-row terms.
+    """Per parameter, 2·γ_K·M for the window's mean-loss gradient, however it is split and summed (`properties.bounds`).
 
-    `spec` is anything with in_features, out_features and hidden (a ModelSpec, a LayerCase).
-    The full-batch gradient and the accumulated one are both Σᵢ ∂ℓᵢ/∂θ / (N·d_out), summed in
-    different orders (over N rows, then k micro-batches) after a few layers of products: n = N + k
-    + 2·(widths of the layers) + 4 roundings, scaled by Σᵢ |∂ℓᵢ/∂θ| / (N·d_out).
+    `spec` is a ModelSpec or a LayerCase. M and K come from replaying the window's forward and
+    backward on magnitudes at the model's current parameters; an accumulated window adds k + 4
+    roundings (k − 1 additions into .grad, the loss scale mⱼ/N or the final division).
     """
-    x, y = R.concatenated(micro_batches)
-    count = y.numel()
-    per_row = [G.fresh_gradients(model, G.mse(model, x[i : i + 1], y[i : i + 1], reduction="sum")) for i in range(len(x))]
-    magnitudes = G.largest(G.combine(per_row, torch.abs))
-    n = len(x) + len(micro_batches) + 2 * (spec.in_features + spec.out_features + spec.hidden) + 4
-    return {name: summation_tolerance(dtype, n, m / count) for name, m in magnitudes.items()}
+    bound = B.window_bound(spec, model, micro_batches, dtype)
+    return bound.tolerances(B.accumulation_roundings(len(micro_batches)))
 
 
 def describe(case: Case, how: str) -> str:

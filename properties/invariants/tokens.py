@@ -9,9 +9,10 @@ from hypothesis import assume
 from hypothesis import strategies as st
 from torch import nn
 
+from properties import bounds as B
 from properties import grads as G
 from properties import reference as R
-from properties.compare import Tolerance, assert_grads_close, summation_tolerance
+from properties.compare import Tolerance, assert_grads_close
 from properties.models import ModelSpec
 from properties.strategies import as_strategy, batch_splits, seeds
 
@@ -132,20 +133,16 @@ def accumulate_tokens(model: nn.Module, micro_batches, how: str) -> None:
 
 
 def token_tolerances(case: TokenCase, model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> dict[str, Tolerance]:
-    """Higham's bound for a sum over the window's T counted tokens: n = T + k + features + classes + 4.
+    """2·γ_K·M for the window's mean token loss gradient, M and K from `bounds.cross_entropy_gradient_bound`.
 
-    Token t adds ∂ℓₜ/∂W = (pₜ − eₜ)·xₜᵀ and ∂ℓₜ/∂b = pₜ − eₜ (softmax minus one-hot) to T times the
-    window's gradient, so the bound scales with Σₜ |pₜ − eₜ|·|xₜ|ᵀ / T and Σₜ |pₜ − eₜ| / T.
+    Token t adds (pₜ − eₜ)·xₜᵀ/T and (pₜ − eₜ)/T (softmax minus one-hot) to the gradient over the
+    window's T counted tokens; k micro-batches add k + 4 roundings (summing into .grad, the division by T).
     """
     kept = targets.reshape(-1) != IGNORE_INDEX
     features = x.reshape(-1, case.features)[kept]
-    with torch.no_grad():
-        residual = torch.softmax(model(features), dim=-1)
-        residual[torch.arange(len(residual)), targets.reshape(-1)[kept]] -= 1
     count = max(int(kept.sum()), 1)
-    magnitudes = {"weight": residual.abs().T @ features.abs(), "bias": residual.abs().sum(0)}
-    n = count + len(case.sizes) + case.features + case.classes + 4
-    return {name: summation_tolerance(torch.float64, n, float(m.max()) / count) for name, m in magnitudes.items()}
+    bound = B.cross_entropy_gradient_bound(model, features, targets.reshape(-1)[kept], count=count, terms=targets.numel())
+    return bound.tolerances(B.accumulation_roundings(len(case.sizes)))
 
 
 def check_token_accumulation_matches_full_batch(case: TokenCase, how: str = WINDOW_TOKENS) -> None:

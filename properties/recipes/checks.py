@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+from properties import bounds as B
 from properties import grads as G
 from properties.cases import dtype_name
 from properties.compare import Tolerance, assert_grads_close, summation_tolerance, unit_roundoff
@@ -22,11 +23,13 @@ def widest(example: RecipeCase) -> int:
     return 1 + max(spec.in_features, spec.out_features, spec.hidden, spec.bag if spec.takes_indices else 0)
 
 
-def gradient_tolerance(example: RecipeCase, expected) -> Tolerance:
-    """Higham's 2·γ_{n·F}·M: n rows of F-term products; M = max over parameters of Σⱼ (mⱼ/n)·|gⱼ| (micro-batch parts)."""
-    n = expected.stop - expected.start
-    magnitude = max(list(G.largest(G.combine(expected.weighted_parts(), torch.abs)).values()) + [1e-300])
-    return summation_tolerance(example.case.dtype, n * widest(example), magnitude)
+def gradient_tolerance(example: RecipeCase, expected) -> dict[str, Tolerance]:
+    """Per parameter, 2·γ_K·M for the window's mean-loss gradient (clipped), M and K replayed on magnitudes (`properties.bounds`).
+
+    The window's micro-batch parts add k + 4 roundings (summing into .grad, the loss weights);
+    a GradScaler's scale and unscale are powers of two, exact.
+    """
+    return expected.bound.tolerances(B.accumulation_roundings(max(len(expected.parts), 1)))
 
 
 def parameter_tolerance(example: RecipeCase, steps: int, *states: dict) -> Tolerance:

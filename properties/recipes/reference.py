@@ -7,6 +7,7 @@ from functools import partial
 
 import torch
 
+from properties import bounds as B
 from properties import grads as G
 from properties.accumulate import windows_of
 from properties.recipes.examples import RecipeCase
@@ -55,6 +56,7 @@ class Expected:
     stop: int
     gradient: G.GradMap
     parts: tuple[tuple[int, G.GradMap], ...]
+    bound: B.Bound
 
     def weighted_parts(self) -> list[G.GradMap]:
         """(mⱼ/n)·gⱼ for each micro-batch part: the terms whose sum is the window's mean-loss gradient."""
@@ -83,7 +85,13 @@ class Probe:
         bounds = self.example.boundaries
         pieces = [(max(a, start), min(b, stop)) for a, b in zip(bounds, bounds[1:]) if min(b, stop) > max(a, start)]
         parts = tuple((b - a, self.gradient(params, a, b)) for a, b in pieces)
-        return Expected(start, stop, clipped(self.gradient(params, start, stop), self.example.clip_norm), parts)
+        gradient = self.gradient(params, start, stop)
+        y = self.y[start:stop]
+        bound = B.mse_gradient_bound(
+            self.example.case.model, self.model, self.x[start:stop], y, count=y.numel(), dtype=self.example.case.dtype
+        )
+        bound = B.clipped_bound(bound, gradient, self.example.clip_norm)
+        return Expected(start, stop, clipped(gradient, self.example.clip_norm), parts, bound)
 
 
 def scaled(gradient: G.GradMap, factor: float) -> G.GradMap:
