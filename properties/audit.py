@@ -14,6 +14,11 @@ apply mutants themselves), with properties.audit_plugin applying the fault for t
 and counting the examples each test ran before its first failure; Hypothesis' deadline is off,
 so that a slow example on a busy machine is never taken for a caught fault. A run with no fault
 comes first: a test that fails there is reported and credited with nothing.
+
+Each catch also says how far the failure lies above the tolerance: the error ÷ tolerance of the
+failing comparison (the plugin reads the line properties.compare writes into the failure), or
+"structural" for a failure that is no numeric comparison. A fault's margin is its strongest catch:
+the largest error ÷ tolerance among its catching tests.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import pkgutil
 import subprocess
@@ -31,6 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
+
+from properties.audit_plugin import ratio_from_json, ratio_to_json
 
 
 def repository_root() -> Path:
@@ -45,6 +53,7 @@ def repository_root() -> Path:
 ROOT = repository_root()
 REPORTS = ROOT / "reports"
 SUITE_ARGS = ("tests", "--ignore=tests/meta", "-m", "not meta")
+CLOSE_TO_THE_BOUND = 10.0  # a best error ÷ tolerance below this is one loosening away from a miss
 
 
 @dataclass(frozen=True)
@@ -216,11 +225,14 @@ def verdict(fault: Fault, run: Run, baseline_failures: set[str]) -> dict:
     catchers = {nodeid: t for nodeid, t in failed_tests(run).items() if nodeid not in baseline_failures}
     broken = run.returncode not in (0, 1) and not catchers
     by = [
-        {"test": nodeid, "examples": t.get("first_failure"), "message": t.get("message", "")}
+        {"test": nodeid, "examples": t.get("first_failure"), "message": t.get("message", ""),
+         "error_over_tolerance": t.get("error_over_tolerance"), "bitwise": bool(t.get("bitwise")),
+         "structural": t.get("error_over_tolerance") is None}
         for nodeid, t in sorted(catchers.items(), key=lambda item: (item[1].get("first_failure") or 10**9, item[0]))
     ]
     counts = [b["examples"] for b in by if b["examples"] is not None]
     caught = bool(catchers)
+    margin, bitwise = strongest_catch(by)
     return {
         "fault": fault.name,
         "kind": fault.kind,
@@ -231,11 +243,66 @@ def verdict(fault: Fault, run: Run, baseline_failures: set[str]) -> dict:
         "status": "error" if broken else ("caught" if caught else "missed"),
         "caught_by": by,
         "examples": min(counts) if counts else None,
+        "margin": margin,
+        "margin_bitwise": bitwise,
+        "structural": caught and margin is None,
+        "structural_tests": sum(b["structural"] for b in by),
         "seconds": round(run.seconds, 2),
         "returncode": run.returncode,
         "tests_run": sum(1 for t in run.tests if t["when"] == "call"),
         "output": run.output if broken else "",
     }
+
+
+def strongest_catch(by: list[dict]) -> tuple[Optional[float | str], bool]:
+    """The largest error ÷ tolerance among the catching tests ("inf" for ∞; None when every catch is structural),
+    and whether it comes from a bitwise comparison."""
+    numeric = [(ratio_from_json(b["error_over_tolerance"]), b["bitwise"]) for b in by if not b["structural"]]
+    if not numeric:
+        return None, False
+    value, bitwise = max(numeric)
+    return ratio_to_json(value), bitwise
+
+
+def format_ratio(value: float) -> str:
+    """3.2e+05, 2.5, 12: two significant figures."""
+    return f"{value:.2g}"
+
+
+def margin_cell(row: dict) -> str:
+    """The error ÷ tolerance column: the strongest catch, '∞ (bitwise)', 'structural', or — when nothing failed."""
+    if not row["caught"] or "margin" not in row:  # a report from before the column was measured
+        return "—"
+    margin = ratio_from_json(row["margin"])
+    if margin is None:
+        return "structural"
+    if math.isinf(margin):
+        text = "∞ (bitwise)" if row.get("margin_bitwise") else "∞"
+    else:
+        text = format_ratio(margin)
+    return text + (" (also structural)" if row.get("structural_tests") else "")
+
+
+def close_to_the_bound(rows: list[dict], bound: float = CLOSE_TO_THE_BOUND) -> list[str]:
+    """Markdown lines naming the caught faults whose strongest catch lies less than `bound` × above its tolerance."""
+    near = [r for r in rows if r["expect_caught"] and r["caught"] and r.get("margin") is not None
+            and ratio_from_json(r["margin"]) < bound]
+    exposed = [r for r in near if not r.get("structural_tests")]
+    covered = [r for r in near if r.get("structural_tests")]
+    name = lambda r: f"`{r['fault']}` ({format_ratio(ratio_from_json(r['margin']))})"  # noqa: E731
+    if not any("margin" in r for r in rows):  # a report from before the column was measured
+        return []
+    if not near:
+        return [f"No caught fault is close to the bound: each lies at least {bound:g}× above its tolerance or "
+                "is caught structurally."]
+    lines = []
+    if exposed:
+        lines.append(f"**Close to the bound** (best error ÷ tolerance < {bound:g}, so one loosening of the tolerance "
+                     f"away from being missed): {', '.join(map(name, exposed))}.")
+    if covered:
+        lines.append(f"Below {bound:g}× but also caught structurally, so a looser tolerance would not lose them: "
+                     f"{', '.join(map(name, covered))}.")
+    return lines
 
 
 def short_test(nodeid: str) -> str:
@@ -274,16 +341,25 @@ def render_markdown(report: dict) -> str:
         "",
         f"**{caught}/{len(expected)} faults caught** in {report['seconds']:.0f} s.",
         "",
-        "| fault | kind | caught? | by | examples | seconds |",
-        "|---|---|---|---|---|---|",
+        "| fault | kind | caught? | by | examples | error ÷ tolerance | seconds |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         examples = "—" if row["examples"] is None else str(row["examples"])
         lines.append(
             f"| `{row['fault']}` | {row['kind']} | {caught_cell(row)} | {by_cell(row)} | {examples} "
-            f"| {row['seconds']:.1f} |"
+            f"| {margin_cell(row)} | {row['seconds']:.1f} |"
         )
-    lines += ["", "*examples*: the fewest examples any catching test ran up to and including its first failure."]
+    lines += [
+        "",
+        "*examples*: the fewest examples any catching test ran up to and including its first failure.",
+        "",
+        "*error ÷ tolerance*: the strongest catch, the largest max |actual − expected| / (atol + rtol·|expected|) "
+        "of the failing comparison among the catching tests; *structural*: every catch failed without a numeric "
+        "comparison (a missing .grad, a wrong count, an exception), which no tolerance would let through.",
+        "",
+        *close_to_the_bound(rows),
+    ]
     gaps = [r for r in rows if not r["ok"]]
     if gaps:
         lines += ["", "## Gaps", ""]

@@ -16,6 +16,12 @@ call that raises (Hypothesis' own control exceptions aside) is how many examples
 A test that runs Hypothesis inside its body instead (as the recipe tests do) is counted from the
 statistics Hypothesis reports for each run (the generate phase's examples, in order). Hypothesis'
 example database is switched off so a stored counterexample cannot be replayed first.
+
+Every failed phase also records how far the failure lies above the tolerance: the largest
+`error ÷ tolerance = X` line (written by properties.compare into each numeric comparison failure)
+in the text of the exception the test raised, its sub-exceptions (a Hypothesis group of distinct
+failures) and explicit causes (`raise ... from`); None when there is no such line above 1, a
+structural failure (a .grad that is None, a wrong count, an unexpected exception).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import contextlib
 import functools
 import importlib
 import json
+import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +40,7 @@ from typing import Any, Callable
 import pytest
 
 RECORD_KEY = "audit"
+MARGIN_KEY = "audit-margin"
 _COUNTER = pytest.StashKey["ExampleCounter"]()
 _MONKEYPATCH = pytest.StashKey[pytest.MonkeyPatch]()
 
@@ -45,6 +54,77 @@ def resolve_mutant(spec: str):
             return mutant
     known = ", ".join(m.name for m in getattr(module, "MUTANTS", ()))
     raise pytest.UsageError(f"no mutant {name!r} in properties.mutants.{module_name} (known: {known})")
+
+
+# A line of its own (so the same text quoted inside another message, newlines escaped, is not read).
+MARGIN_LINE = re.compile(r"^[ \t]*error ÷ tolerance = (?P<value>\S+)[ \t]*$", re.MULTILINE)
+TOLERANCE_LINE = re.compile(r"^[ \t]*tolerance: atol=(?P<atol>[^,\s]+), rtol=(?P<rtol>[^\s(]+)", re.MULTILINE)
+
+
+def margins_in(text: str) -> list[tuple[float, bool]]:
+    """(error ÷ tolerance, bitwise) for each numeric comparison failure reported in `text`.
+
+    `bitwise` when the nearest `tolerance:` line above the ratio has atol = rtol = 0. A value
+    that does not read as a number (or is NaN) counts as ∞.
+    """
+    tolerances = [(m.start(), m["atol"], m["rtol"]) for m in TOLERANCE_LINE.finditer(text)]
+    found = []
+    for match in MARGIN_LINE.finditer(text):
+        try:
+            value = float(match["value"])
+        except ValueError:
+            value = math.inf
+        value = math.inf if math.isnan(value) else value
+        above = [(atol, rtol) for start, atol, rtol in tolerances if start < match.start()]
+        bitwise = bool(above) and all(_is_zero(x) for x in above[-1])
+        found.append((value, bitwise))
+    return found
+
+
+def _is_zero(text: str) -> bool:
+    try:
+        return float(text) == 0.0
+    except ValueError:
+        return False
+
+
+def exception_texts(error: BaseException | None) -> list[str]:
+    """str() of `error`, of each exception an exception group holds, and of each explicit cause (not __context__)."""
+    texts, stack, seen = [], [error], set()
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        try:
+            texts.append(str(current))
+        except Exception:  # a broken __str__ says nothing about a margin
+            pass
+        stack.extend(reversed(list(getattr(current, "exceptions", None) or ())))
+        stack.append(current.__cause__)
+    return texts
+
+
+def failure_margin(error: BaseException | None) -> dict:
+    """The record fields for one failure: its largest error ÷ tolerance (None: structural) and whether bitwise.
+
+    A ratio ≤ 1 is no numeric failure (the comparison failed on dtype, device or layout) and is
+    left out, so such a failure counts as structural. ∞ is written as the string "inf", so the
+    records and the reports stay strict JSON.
+    """
+    margins = [m for text in exception_texts(error) for m in margins_in(text) if m[0] > 1]
+    if not margins:
+        return {"error_over_tolerance": None, "bitwise": False}
+    value, bitwise = max(margins, key=lambda m: (m[0], m[1]))
+    return {"error_over_tolerance": ratio_to_json(value), "bitwise": bitwise}
+
+
+def ratio_to_json(value: float) -> float | str:
+    return "inf" if math.isinf(value) else value
+
+
+def ratio_from_json(value: float | str | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def is_control_flow(error: BaseException) -> bool:
@@ -272,12 +352,15 @@ def pytest_runtest_call(item):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Attach the counts to the call report (user_properties travel from xdist workers to the controller)."""
+    """Attach the counts, and a failure's error ÷ tolerance, to the report (user_properties travel from xdist workers)."""
     outcome = yield
     report = outcome.get_result()
     counter = item.stash.get(_COUNTER, None)
     if call.when == "call" and counter is not None:
         report.user_properties.append((RECORD_KEY, counter.summary()))
+    if report.failed:
+        error = call.excinfo.value if call.excinfo is not None else None
+        report.user_properties.append((MARGIN_KEY, failure_margin(error)))
 
 
 class Recorder:
@@ -297,7 +380,7 @@ class Recorder:
         if report.failed and crash is not None and crash.message:
             record["message"] = crash.message.strip().splitlines()[0][:300]
         for key, value in report.user_properties:
-            if key == RECORD_KEY:
+            if key in (RECORD_KEY, MARGIN_KEY):
                 record.update(value)
         self.records.append(record)
 

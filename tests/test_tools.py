@@ -49,8 +49,9 @@ def fault(name="f", expect_caught=True):
     return audit.Fault(name, "mutant (m)", "breaks things", ("--audit-fault=m:f",), expect_caught=expect_caught)
 
 
-def record(nodeid, outcome, first_failure=None):
-    return {"nodeid": nodeid, "when": "call", "outcome": outcome, "first_failure": first_failure, "message": "m"}
+def record(nodeid, outcome, first_failure=None, ratio=None, bitwise=False):
+    return {"nodeid": nodeid, "when": "call", "outcome": outcome, "first_failure": first_failure, "message": "m",
+            "error_over_tolerance": ratio, "bitwise": bitwise}
 
 
 def test_a_fault_is_credited_only_to_tests_that_passed_without_it_with_the_fewest_examples():
@@ -76,8 +77,8 @@ def test_the_audit_table_has_one_row_per_fault_and_lists_the_gaps():
               "baseline": {"tests_run": 1, "failures": [], "seconds": 1.0}, "faults": rows, "notes": ["n"]}
     text = audit.render_markdown(report)
     assert "**1/2 faults caught**" in text
-    assert "| `caught` | mutant (m) | yes | `test_x` | 3 | 3.0 |" in text
-    assert "| `missed` | mutant (m) | **MISSED** | — | — | 2.0 |" in text
+    assert "| `caught` | mutant (m) | yes | `test_x` | 3 | structural | 3.0 |" in text
+    assert "| `missed` | mutant (m) | **MISSED** | — | — | — | 2.0 |" in text
     assert "no (as it should)" in text
     assert "## Gaps" in text and "- `missed` (breaks things): no test failed." in text
     json.dumps(report)
@@ -208,3 +209,108 @@ def test_recipe_options_become_the_plugins_recipe_flags():
     flags = audit.recipe_flags({"clip_norm": 0.1, "scheduler": True, "scaler": False, "optimizers": ("SGD", "Adam")})
     assert flags == ("--recipe-clip-norm=0.1", "--recipe-optimizers=SGD,Adam", "--recipe-scheduler")
     assert audit.recipe_flags({"max_examples": 5}) == ("--recipe-examples=5",)
+
+
+def comparison_failure(actual, expected, tolerance, **kwargs) -> AssertionError:
+    """The AssertionError properties.compare raises for these tensors."""
+    import torch
+
+    from properties import compare
+
+    with pytest.raises(AssertionError) as caught:
+        compare.assert_grads_close({"w": torch.tensor(actual, dtype=torch.float64)},
+                                   {"w": torch.tensor(expected, dtype=torch.float64)}, tolerance=tolerance, **kwargs)
+    return caught.value
+
+
+def test_the_error_over_tolerance_line_is_read_from_a_comparison_failure_and_bitwise_is_told_apart():
+    from properties.compare import EXACT, Tolerance
+
+    loose = comparison_failure([1.0, 2.0], [1.0, 2.5], Tolerance(1e-3, 1e-3, "test"))
+    (ratio, bitwise), = audit_plugin.margins_in(str(loose))
+    assert ratio == pytest.approx(0.5 / (1e-3 + 1e-3 * 2.5), rel=1e-2) and not bitwise
+    assert audit_plugin.failure_margin(loose) == {"error_over_tolerance": ratio, "bitwise": False}
+    exact = comparison_failure([1.0], [1.5], EXACT)
+    assert audit_plugin.failure_margin(exact) == {"error_over_tolerance": "inf", "bitwise": True}
+    structural = AssertionError(".grad of 'w': expected a tensor (max |value| 1.5), got None; case: []")
+    assert audit_plugin.failure_margin(structural) == {"error_over_tolerance": None, "bitwise": False}
+    quoted = AssertionError(f"assert 'x' in {str(loose)!r}")  # a message quoted by a failed assert, newlines escaped
+    assert audit_plugin.failure_margin(quoted)["error_over_tolerance"] is None
+    within = AssertionError("w: (1,) float64 differs\n  tolerance: atol=1, rtol=0 (r)\n  error ÷ tolerance = 0.5")
+    assert audit_plugin.failure_margin(within)["error_over_tolerance"] is None, "a ratio ≤ 1 is no numeric failure"
+
+
+def test_the_margin_is_found_inside_a_recipe_failure_a_group_of_failures_and_an_explicit_cause():
+    from properties.compare import Tolerance
+
+    inner = comparison_failure([1.0], [2.0], Tolerance(rtol=0.01, atol=0.0, reason="test"))
+    indented = "recipe fails: the parameters\n  example: ...\n  " + str(inner).replace("\n", "\n    ")
+    assert audit_plugin.failure_margin(pytest.fail.Exception(indented, pytrace=False))["error_over_tolerance"] == 50
+    bigger = comparison_failure([1.0], [3.0], Tolerance(rtol=0.01, atol=0.0, reason="test"))
+    try:
+        group_type = ExceptionGroup
+    except NameError:  # Python < 3.11: the backport Hypothesis itself depends on there
+        from exceptiongroup import ExceptionGroup as group_type
+    group = group_type("Hypothesis found 2 distinct failures.", [inner, RuntimeError("boom"), bigger])
+    assert audit_plugin.failure_margin(group)["error_over_tolerance"] == pytest.approx(2 / 0.03, rel=1e-2)
+    wrapped = RuntimeError("while checking")
+    wrapped.__cause__ = inner
+    assert audit_plugin.failure_margin(wrapped)["error_over_tolerance"] == 50
+    implicit = RuntimeError("while handling an expected failure")
+    implicit.__context__ = inner
+    assert audit_plugin.failure_margin(implicit)["error_over_tolerance"] is None
+
+
+def test_a_faults_margin_is_its_strongest_catch_and_faults_close_to_the_bound_are_named():
+    def row(name, *records):
+        return audit.verdict(fault(name), audit.Run(1, 1.0, list(records)), set())
+
+    strong = row("strong", record("t::a", "failed", 1, 3.2e5), record("t::b", "failed", 2, 4.0))
+    bitwise = row("bitwise", record("t::a", "failed", 1, "inf", bitwise=True))
+    structural = row("structural", record("t::a", "failed", 1))
+    weak = row("weak", record("t::a", "failed", 1, 2.5), record("t::b", "failed", 1, 1.5))
+    covered = row("covered", record("t::a", "failed", 1, 3.0), record("t::b", "failed", 1))
+    assert (strong["margin"], strong["structural"], strong["structural_tests"]) == (3.2e5, False, 0)
+    assert [b["error_over_tolerance"] for b in strong["caught_by"]] == [3.2e5, 4.0]
+    assert (bitwise["margin"], bitwise["margin_bitwise"]) == ("inf", True)
+    assert (structural["margin"], structural["structural"]) == (None, True)
+    assert (covered["margin"], covered["structural"], covered["structural_tests"]) == (3.0, False, 1)
+    cells = [audit.margin_cell(r) for r in (strong, bitwise, structural, weak, covered)]
+    assert cells == ["3.2e+05", "∞ (bitwise)", "structural", "2.5", "3 (also structural)"]
+    report = {"torch": "2.x", "profile": "dev", "seed": "0", "xdist": False, "jobs": 1, "seconds": 5.0,
+              "baseline": {"tests_run": 2, "failures": [], "seconds": 1.0},
+              "faults": [strong, bitwise, structural, weak, covered]}
+    text = audit.render_markdown(report)
+    assert "| examples | error ÷ tolerance | seconds |" in text
+    assert "| `strong` | mutant (m) | yes | `a`, `b` | 1 | 3.2e+05 | 1.0 |" in text
+    assert "**Close to the bound**" in text and "`weak` (2.5)" in text
+    assert "also caught structurally" in text and "`covered` (3)" in text
+    assert "`strong`" not in text.split("**Close to the bound**")[1]
+    json.loads(json.dumps(report, allow_nan=False))
+    assert "No caught fault is close to the bound" in audit.render_markdown({**report, "faults": [strong, bitwise]})
+
+
+MARGIN_TESTS = """
+import pytest
+
+def test_numeric():
+    raise AssertionError("w: (1,) float64 differs\\n  tolerance: atol=0, rtol=0.01 (r)\\n  error ÷ tolerance = 50")
+
+def test_structural():
+    assert None is not None, ".grad of 'w' is None"
+
+def test_passes():
+    pass
+"""
+
+
+def test_the_recorder_writes_each_failures_error_over_tolerance(pytester):
+    pytester.makepyfile(test_margins=MARGIN_TESTS)
+    path = pytester.path / "record.json"
+    result = pytester.runpytest_subprocess("-p", "properties.audit_plugin", "-p", "no:cacheprovider",
+                                           "-p", "no:grad_accumulation", f"--audit-record={path}")
+    result.assert_outcomes(passed=1, failed=2)
+    records = {r["nodeid"].split("::")[-1]: r for r in json.loads(path.read_text())["tests"]}
+    assert records["test_numeric"]["error_over_tolerance"] == 50
+    assert records["test_structural"]["error_over_tolerance"] is None
+    assert "error_over_tolerance" not in records["test_passes"]
