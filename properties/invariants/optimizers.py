@@ -166,6 +166,10 @@ def check_accumulated_trajectory_equals_full_batch(case: Case, spec: OptimizerSp
     |g| + λ|θ|; 4 = 2 for feed-through of earlier differences × 2 slack) and each state entry by
     4·A·ρ times its magnitude run on |g|. Gradients at step t are allowed 4^(t−1) times their
     Higham bound for the same feed-through.
+
+    Not a derived bound: the feed-through factors (2 per step, 4^(t−1) for gradients) are first-order
+    estimates for contracting steps, not proofs. The per-step properties (one step from the same θ,
+    .grad and state) carry the sound bounds; this one's measured headroom is in reports/soak.md.
     """
     ws = A.windows(case, steps)
     accumulating, full = case.build_model(), case.build_model()

@@ -33,7 +33,13 @@ def gradient_tolerance(example: RecipeCase, expected) -> dict[str, Tolerance]:
 
 
 def parameter_tolerance(example: RecipeCase, steps: int, *states: dict) -> Tolerance:
-    """2·γ_{N·F·S}·max|θ|: S steps, each from a sum over N rows of F-term products, on parameters of size ≤ max|θ|."""
+    """2·γ_{N·F·S}·max|θ|: S steps, each from a sum over N rows of F-term products, on parameters of size ≤ max|θ|.
+
+    Not a derived bound: two trajectories that start equal drift apart through every later step's
+    gradient and optimizer state, and no sound bound for that drift is known here (Adam's
+    m̂/(√v̂ + ε) can amplify a gradient's rounding by η/ε). The step gradients, compared from the
+    recipe's own parameters, carry the sound bound; this one's measured headroom is in reports/soak.md.
+    """
     terms = example.case.rows * widest(example) * max(steps, 1)
     magnitude = max(float(t.abs().max()) for state in states for t in state.values() if t.numel())
     tolerance = summation_tolerance(example.case.dtype, terms, magnitude)
