@@ -7,6 +7,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 from hypothesis.strategies import SearchStrategy
 from torch import nn
 
@@ -104,6 +105,8 @@ def sgd_specs(*, momentum: bool | None = None, nesterov: bool | None = None) -> 
 
 def adam_specs(name: str = "Adam") -> SearchStrategy[OptimizerSpec]:
     """Adam or AdamW with lr, betas, weight decay and amsgrad drawn."""
+    if name not in ("Adam", "AdamW"):
+        raise InvalidArgument(f"name={name!r}: expected 'Adam' or 'AdamW'")
 
     @st.composite
     def draw_adam(draw):
@@ -130,4 +133,7 @@ FAMILIES = {
 def optimizer_specs(names: Sequence[str] = NAMES) -> SearchStrategy[OptimizerSpec]:
     """Any of the named optimizers with drawn hyper-parameters; SGD first, so failures shrink to it."""
     choices = {"SGD": sgd_specs(), "Adam": adam_specs("Adam"), "AdamW": adam_specs("AdamW")}
+    unknown = [name for name in names if name not in choices] if not isinstance(names, str) else [names]
+    if unknown or not names:
+        raise InvalidArgument(f"names={names!r}: expected a non-empty sequence of {list(choices)}")
     return st.one_of([choices[name] for name in names])

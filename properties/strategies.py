@@ -12,6 +12,7 @@ from typing import Sequence, TypeVar, Union
 
 import torch
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 from hypothesis.strategies import SearchStrategy
 
 from properties.cases import Case
@@ -21,7 +22,25 @@ T = TypeVar("T")
 ValueOrStrategy = Union[T, SearchStrategy[T]]
 
 FLOAT_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
-LOW_PRECISION_DTYPES = FLOAT_DTYPES[1:]
+
+
+def check_integer(name: str, value, *, at_least: int) -> None:
+    """InvalidArgument unless a plain `value` is an int ≥ at_least (a strategy is checked when it draws)."""
+    if isinstance(value, SearchStrategy):
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < at_least:
+        raise InvalidArgument(f"{name}={value!r} must be an integer ≥ {at_least}")
+
+
+def check_members(name: str, values, allowed: Sequence) -> None:
+    """InvalidArgument unless every element of a plain, non-empty `values` is one of `allowed`."""
+    if isinstance(values, SearchStrategy):
+        return
+    if isinstance(values, str) or not len(values):
+        raise InvalidArgument(f"{name}={values!r} must be a non-empty sequence drawn from {list(allowed)}")
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise InvalidArgument(f"{name} has unknown values {unknown}; expected some of {list(allowed)}")
 
 
 def as_strategy(value: ValueOrStrategy[T]) -> SearchStrategy[T]:
@@ -66,6 +85,8 @@ def runnable(case: Case) -> bool:
 def dtypes(*, low_precision: bool = True, device: str = "cpu") -> SearchStrategy[torch.dtype]:
     """float64 first (failures shrink to it), then the low-precision dtypes this torch supports on `device`."""
     allowed = [d for d in supported_dtypes(device) if low_precision or d == torch.float64]
+    if not allowed:
+        raise InvalidArgument(f"this torch runs none of the float dtypes on device={device!r}")
     return st.sampled_from(allowed)
 
 
@@ -85,6 +106,11 @@ def batch_splits(
     *, min_k: ValueOrStrategy[int] = 1, max_k: ValueOrStrategy[int] = 5, max_size: ValueOrStrategy[int] = 3
 ) -> SearchStrategy[tuple[int, ...]]:
     """Sizes (m₁, …, m_k) of k micro-batches, each ≥ 1 and usually unequal; N = Σ mⱼ."""
+    check_integer("min_k", min_k, at_least=1)
+    check_integer("max_k", max_k, at_least=1)
+    check_integer("max_size", max_size, at_least=1)
+    if isinstance(min_k, int) and isinstance(max_k, int) and max_k < min_k:
+        raise InvalidArgument(f"max_k={max_k} is less than min_k={min_k}")
 
     def split(lo: int, hi: int, size: int) -> SearchStrategy[tuple[int, ...]]:
         return st.lists(st.integers(1, size), min_size=lo, max_size=max(lo, hi)).map(tuple)
@@ -96,6 +122,8 @@ def batch_splits(
 
 def step_counts(*, min_value: int = 1, max_value: int = 6) -> SearchStrategy[int]:
     """How many backward calls or windows; with the defaults, three or more in most examples."""
+    check_integer("min_value", min_value, at_least=1)
+    check_integer("max_value", max_value, at_least=min_value)
     return st.integers(min_value, max_value)
 
 
@@ -113,6 +141,9 @@ def model_specs(
     With `frozen=True`, a non-empty proper subset of the parameters is frozen (kinds with one
     parameter are then built with a bias so that there is something to freeze).
     """
+    check_members("kinds", kinds, KINDS)
+    check_members("activations", activations, tuple(ACTIVATIONS))
+    check_integer("max_features", max_features, at_least=1)
     widths = None if isinstance(max_features, SearchStrategy) else st.integers(1, max_features)
     return _model_specs(
         choice_of(kinds), widths, as_strategy(max_features), choice_of(activations),

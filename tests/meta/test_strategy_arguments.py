@@ -1,0 +1,30 @@
+"""Strategies reject nonsense arguments with InvalidArgument naming the argument, as Hypothesis' own strategies do."""
+
+import pytest
+from hypothesis.errors import InvalidArgument
+
+from properties.optimizers import adam_specs, optimizer_specs
+from properties.strategies import batch_splits, model_specs, step_counts
+
+BAD_CALLS = [
+    ("min_k", lambda: batch_splits(min_k=0)),
+    ("max_k", lambda: batch_splits(min_k=3, max_k=2)),
+    ("max_size", lambda: batch_splits(max_size=0)),
+    ("min_k", lambda: batch_splits(min_k=1.5)),
+    ("kinds", lambda: model_specs(["linear", "conv"])),
+    ("kinds", lambda: model_specs("linear")),
+    ("kinds", lambda: model_specs([])),
+    ("activations", lambda: model_specs(activations=["relu6"])),
+    ("max_features", lambda: model_specs(max_features=0)),
+    ("min_value", lambda: step_counts(min_value=0)),
+    ("max_value", lambda: step_counts(min_value=3, max_value=2)),
+    ("names", lambda: optimizer_specs(["SGD", "Adagrad"])),
+    ("names", lambda: optimizer_specs([])),
+    ("name", lambda: adam_specs("Adamax")),
+]
+
+
+@pytest.mark.parametrize("argument, call", BAD_CALLS, ids=[f"{a}-{i}" for i, (a, _) in enumerate(BAD_CALLS)])
+def test_a_strategy_given_a_nonsense_argument_raises_invalid_argument_naming_it(argument, call):
+    with pytest.raises(InvalidArgument, match=argument):
+        call()
