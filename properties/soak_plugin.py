@@ -1,0 +1,395 @@
+"""pytest plugin for the soak: many examples per @given test, every failure recorded, how close each comparison came.
+
+Load it with `-p properties.soak_plugin`. Its options:
+
+  --soak-examples N            max_examples for every @given test of the run
+  --soak-examples-for FAM=N    max_examples for the @given tests of one family (repeatable;
+                               e.g. distributed=200, where each example is one window)
+  --soak-record PATH           write the per-test records as JSON to PATH at the end of the session
+                               (by the xdist controller, from the reports the workers send back)
+  --soak-keep N                keep at most N failure records per test (default 1000; all are counted)
+
+Each @given test runs with Hypothesis only generating (phases explicit and generate, no
+database, no deadline, not derandomized, every health check suppressed) and its body
+(`test.hypothesis.inner_test`, wrapped as properties.audit_plugin wraps it to count examples)
+runs each example inside `properties.compare.observing`, so every comparison reports its
+error ÷ tolerance. An example that raises (an AssertionError, or any other exception but
+Hypothesis' own control flow and pytest's skip) is recorded — test, drawn arguments, the message's
+first lines, the error ÷ tolerance of the failing comparison — and not re-raised, so the test goes
+on to its next example and passes. An AssertionError carrying `by_property`, a list of
+(property, message), is recorded once per property (properties/soak_recipes.py raises one).
+Examples Hypothesis rejects (assume, filters) are not counted. Per test the record keeps the
+examples run, the failures, the worst error ÷ tolerance over passing examples (which comparison,
+which example) and examples, failures and worst per dtype (the dtype of a drawn Case, of the case
+inside a drawn dict or RecipeCase, a drawn torch.dtype, or "float64" when a drawn value's
+one-line description names float64 and no other dtype; "n/a" otherwise).
+
+Tests without @given run once, as usual, and are recorded with their outcome only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import pytest
+
+from properties import audit_plugin
+from properties.audit_plugin import _is_data_object, is_control_flow, margins_in, ratio_to_json
+from properties.bench import family as family_of_nodeid
+
+RECORD_KEY = "soak"
+MESSAGE_LINES = 15
+REPR_CHARACTERS = 400
+DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16")
+NOT_KNOWN = "n/a"
+_STATS = pytest.StashKey["SoakStats"]()
+_FAMILY_EXAMPLES = pytest.StashKey[tuple]()
+
+
+def family_of(item: pytest.Item) -> str:
+    """The item's family: its module's SOAK_FAMILY, else the module's name without 'test_'."""
+    module = getattr(item, "module", None)
+    return getattr(module, "SOAK_FAMILY", None) or family_of_nodeid(item.nodeid)
+
+
+def short_repr(value: Any, limit: int = REPR_CHARACTERS) -> str:
+    """repr(value) on one line, cut to `limit` characters."""
+    try:
+        text = repr(value)
+    except Exception as error:  # a repr that raises must not stop the soak
+        text = f"<unprintable {type(value).__name__}: {error}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def dtype_of(value: Any, depth: int = 0) -> Optional[str]:
+    """The dtype name of a drawn value: a torch.dtype, an object's .dtype, or that of its .case / ["case"]."""
+    import torch
+
+    from properties.cases import dtype_name
+
+    if depth > 3:
+        return None
+    if isinstance(value, torch.dtype):
+        return dtype_name(value)
+    dtype = getattr(value, "dtype", None)
+    if isinstance(dtype, torch.dtype) and not isinstance(value, torch.Tensor):
+        return dtype_name(dtype)
+    inner = value.get("case") if isinstance(value, dict) else getattr(value, "case", None)
+    return None if inner is None else dtype_of(inner, depth + 1)
+
+
+def clearly_float64(value: Any) -> bool:
+    """Whether the value's one-line description names float64 and no other dtype."""
+    text = short_repr(value, 10_000)
+    return "float64" in text and not any(name in text for name in DTYPE_NAMES if name != "float64")
+
+
+def example_dtype(values: list[Any]) -> str:
+    """The dtype of the first drawn value that has one; "float64" if one clearly is; else "n/a"."""
+    for value in values:
+        found = dtype_of(value)
+        if found:
+            return found
+    return "float64" if any(clearly_float64(v) for v in values) else NOT_KNOWN
+
+
+def parse_excess(message: str) -> Optional[float]:
+    """The largest 'error ÷ tolerance = X' line of a failure message (audit_plugin.margins_in reads them), or None."""
+    values = [value for value, _ in margins_in(message)]
+    return max(values) if values else None
+
+
+def json_ratio(value: Optional[float]) -> Optional[float | str]:
+    """An error ÷ tolerance for strict JSON, as the audit writes it: ∞ (and NaN, which fails every comparison) as "inf"."""
+    if value is None:
+        return None
+    return ratio_to_json(math.inf if math.isnan(value) else value)
+
+
+def first_lines(message: str, count: int = MESSAGE_LINES) -> str:
+    lines = message.strip().splitlines()
+    return "\n".join(lines[:count] + ([f"… ({len(lines) - count} more lines)"] if len(lines) > count else []))
+
+
+def is_recorded_failure(error: BaseException) -> bool:
+    """Whether an exception from a test body is a failure to record: not Hypothesis' control flow, not a skip."""
+    from hypothesis.errors import HypothesisException
+
+    if is_control_flow(error) or isinstance(error, HypothesisException):
+        return False
+    return isinstance(error, (Exception, pytest.fail.Exception))
+
+
+def worse(excess: Optional[float], than: Optional[float]) -> bool:
+    """Whether `excess` is a worse (larger) error ÷ tolerance than `than` (None is no observation)."""
+    if excess is None or (isinstance(excess, float) and math.isnan(excess)):
+        return False
+    return than is None or excess > than
+
+
+@dataclass
+class SoakStats:
+    """One @given test's soak: examples, failures, worst error ÷ tolerance, per dtype."""
+
+    inner: Callable[..., Any]
+    nodeid: str
+    given: tuple[str, ...] = ()
+    keep: int = 1000
+    examples: int = 0
+    failing_examples: int = 0
+    failure_count: int = 0
+    failures: list[dict] = field(default_factory=list)
+    worst: Optional[float] = None
+    worst_name: str = ""
+    worst_case: str = ""
+    dtypes: dict[str, dict] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def describe(self, kwargs: dict, drawn: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
+        """The example on one line (given arguments, then what `data` drew, by label) and the values to look for a dtype in."""
+        parts, values = [], []
+        for name in self.given or kwargs:
+            if name not in kwargs:
+                continue
+            value = kwargs[name]
+            if _is_data_object(value):
+                for label, item in drawn:
+                    parts.append(f"{label}={short_repr(item)}")
+                    values.append(item)
+            else:
+                parts.append(f"{name}={short_repr(value)}")
+                values.append(value)
+        others = [v for k, v in kwargs.items() if k not in self.given and not _is_data_object(v)]
+        return "; ".join(parts), values + others
+
+    def __call__(self, *args, **kwargs):
+        """Run one example inside compare.observing; record a failure instead of raising it."""
+        from properties.compare import observing
+
+        drawn: list[tuple[str, Any]] = []
+        kwargs = {k: self._recording(v, drawn) if _is_data_object(v) else v for k, v in kwargs.items()}
+        observed: list[tuple[str, float]] = []
+        try:
+            with observing(lambda name, excess, tolerance: observed.append((name, excess))):
+                result = self.inner(*args, **kwargs)
+        except BaseException as error:
+            if not is_recorded_failure(error):
+                raise
+            self.failed(error, kwargs, drawn, observed)
+            return None
+        self.passed(kwargs, drawn, observed)
+        return result
+
+    @staticmethod
+    def _recording(data: Any, drawn: list[tuple[str, Any]]) -> Any:
+        """Make data.draw note (label, value) of each draw (as audit_plugin.recording_data does, keeping the label)."""
+        original = data.draw
+
+        def draw(strategy, label=None):
+            value = original(strategy, label=label)
+            drawn.append((label or f"draw {len(drawn) + 1}", value))
+            return value
+
+        data.draw = draw
+        return data
+
+    def bucket(self, dtype: str) -> dict:
+        return self.dtypes.setdefault(dtype, {"examples": 0, "failures": 0, "worst": None})
+
+    def drawn_values(self, kwargs: dict, drawn: list[tuple[str, Any]]) -> list[Any]:
+        """What to look for the example's dtype in: the given arguments, what `data` drew, then the other arguments."""
+        values = [item for _, item in drawn]
+        values += [v for k, v in kwargs.items() if k in self.given and not _is_data_object(v)]
+        return values + [v for k, v in kwargs.items() if k not in self.given and not _is_data_object(v)]
+
+    def passed(self, kwargs: dict, drawn: list, observed: list[tuple[str, float]]) -> None:
+        bucket = self.bucket(example_dtype(self.drawn_values(kwargs, drawn)))
+        self.examples += 1
+        bucket["examples"] += 1
+        if not observed:
+            return
+        name, excess = max(observed, key=lambda o: -1.0 if math.isnan(o[1]) else o[1])
+        if worse(excess, bucket["worst"]):
+            bucket["worst"] = excess
+        if worse(excess, self.worst):
+            self.worst, self.worst_name, self.worst_case = excess, name, self.describe(kwargs, drawn)[0]
+
+    def failed(self, error: BaseException, kwargs: dict, drawn: list, observed: list[tuple[str, float]]) -> None:
+        case, values = self.describe(kwargs, drawn)
+        dtype = example_dtype(values)
+        bucket = self.bucket(dtype)
+        self.examples += 1
+        self.failing_examples += 1
+        bucket["examples"] += 1
+        bucket["failures"] += 1
+        over = [(n, e) for n, e in observed if not (e <= 1)]
+        by_property = getattr(error, "by_property", None) or [(None, self.message(error))]
+        for prop, message in by_property:
+            self.failure_count += 1
+            if len(self.failures) >= self.keep:
+                continue
+            excess = parse_excess(message)
+            if excess is None and over:
+                excess = over[-1][1]
+            record = {"example": self.examples, "dtype": dtype, "case": case, "error": type(error).__name__,
+                      "excess": json_ratio(excess), "comparison": over[-1][0] if over else "", "message": first_lines(message)}
+            if prop is not None:
+                record["property"] = prop
+            self.failures.append(record)
+
+    @staticmethod
+    def message(error: BaseException) -> str:
+        text = str(error)
+        return text if isinstance(error, AssertionError) else f"{type(error).__name__}: {text}"
+
+    def summary(self, family: str, max_examples: int) -> dict:
+        return {
+            "family": family,
+            "given": True,
+            "max_examples": max_examples,
+            "examples": self.examples,
+            "failing_examples": self.failing_examples,
+            "failure_count": self.failure_count,
+            "failures": self.failures,
+            "worst": json_ratio(self.worst),
+            "worst_comparison": self.worst_name,
+            "worst_case": self.worst_case,
+            "dtypes": {name: {**bucket, "worst": json_ratio(bucket["worst"])} for name, bucket in self.dtypes.items()},
+            "seconds": round(self.seconds, 6),
+        }
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("soak", "the soak: many examples, every failure recorded (python -m properties.reliability --soak)")
+    group.addoption("--soak-examples", type=int, default=None, metavar="N",
+                    help="max_examples for every @given test (default: the profile's)")
+    group.addoption("--soak-examples-for", action="append", default=[], metavar="FAMILY=N",
+                    help="max_examples for the @given tests of one family (repeatable)")
+    group.addoption("--soak-record", metavar="PATH", default=None, help="write the per-test records as JSON to PATH")
+    group.addoption("--soak-keep", type=int, default=1000, metavar="N",
+                    help="failure records kept per test (default 1000; every failure is counted)")
+
+
+def family_examples(config) -> dict[str, int]:
+    """FAMILY → N from the --soak-examples-for options."""
+    result = {}
+    for spec in config.getoption("soak_examples_for"):
+        name, _, count = spec.partition("=")
+        try:
+            result[name.strip()] = int(count)
+        except ValueError:
+            raise pytest.UsageError(f"--soak-examples-for {spec!r}: expected FAMILY=N, e.g. distributed=200") from None
+    return result
+
+
+def pytest_configure(config):
+    """Register the collector on the controller (it records, writes and prints a summary)."""
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Collector(config), "soak-collector")
+
+
+def soak_settings(parent, max_examples: int):
+    """The parent settings, only generating, no database, no deadline, not derandomized, no health check."""
+    from hypothesis import HealthCheck, Phase, settings
+
+    return settings(parent, max_examples=max_examples, phases=[Phase.explicit, Phase.generate], database=None,
+                    deadline=None, derandomize=False, suppress_health_check=list(HealthCheck))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Run a @given test under the soak settings with its body wrapped; restore both afterwards."""
+    function = getattr(item, "obj", None)
+    handle = getattr(function, "hypothesis", None)
+    if handle is None:
+        yield
+        return
+    from hypothesis import settings
+
+    family = family_of(item)
+    saved = getattr(function, "_hypothesis_internal_use_settings", None) or settings.default
+    count = family_examples(item.config).get(family) or item.config.getoption("soak_examples") or saved.max_examples
+    original = handle.inner_test
+    stats = SoakStats(original, item.nodeid, tuple(getattr(handle, "_given_kwargs", {}) or ()),
+                      keep=item.config.getoption("soak_keep"))
+    function._hypothesis_internal_use_settings = soak_settings(saved, count)
+    handle.inner_test = functools.wraps(original)(lambda *args, **kwargs: stats(*args, **kwargs))
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        stats.seconds = time.perf_counter() - start
+        handle.inner_test = original
+        function._hypothesis_internal_use_settings = saved
+        item.stash[_STATS] = stats
+        item.stash[_FAMILY_EXAMPLES] = (family, count)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the soak record to the call report (user_properties travel from xdist workers to the controller)."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when != "call":
+        return
+    stats = item.stash.get(_STATS, None)
+    if stats is not None:
+        family, count = item.stash[_FAMILY_EXAMPLES]
+        report.user_properties.append((RECORD_KEY, stats.summary(family, count)))
+    else:
+        report.user_properties.append((RECORD_KEY, {"family": family_of(item), "given": False}))
+
+
+class Collector(audit_plugin.Recorder):
+    """On the controller: one record per test call (and per failed set-up or teardown) with its soak record.
+
+    Writes {"seed", "examples", "exitstatus", "tests"} to --soak-record at the end of the session,
+    and lists the soak's counts and failures in the terminal summary.
+    """
+
+    def __init__(self, config):
+        super().__init__(config.getoption("soak_record") or "soak.json")
+        self.config = config
+        self.write = bool(config.getoption("soak_record"))
+
+    def pytest_runtest_logreport(self, report):
+        before = len(self.records)
+        super().pytest_runtest_logreport(report)
+        if len(self.records) > before:
+            for key, value in report.user_properties:
+                if key == RECORD_KEY:
+                    self.records[-1]["soak"] = value
+
+    def pytest_sessionfinish(self, session, exitstatus):
+        if not self.write:
+            return
+        seed = self.config.getoption("hypothesis_seed", default=None)
+        record = {"seed": None if seed is None else str(seed), "examples": self.config.getoption("soak_examples"),
+                  "examples_for": family_examples(self.config), "exitstatus": int(exitstatus), "tests": self.records}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(record, indent=1))
+
+    def pytest_terminal_summary(self, terminalreporter):
+        soaked = [r for r in self.records if r.get("soak", {}).get("given")]
+        if not soaked:
+            return
+        write = terminalreporter.write_line
+        terminalreporter.section("soak")
+        for record in soaked:
+            soak = record["soak"]
+            worst = "—" if soak["worst"] is None else f"{float(soak['worst']):.3g}"
+            write(f"{record['nodeid']}: {soak['examples']} examples, {soak['failing_examples']} failing, "
+                  f"worst error ÷ tolerance when passing {worst}")
+            for failure in soak["failures"]:
+                what = f" [{failure['property']}]" if "property" in failure else ""
+                excess = "" if failure["excess"] is None else f" (error ÷ tolerance {float(failure['excess']):.3g})"
+                write(f"  FAILED example {failure['example']}{what}{excess}: {failure['case']}")
+                write("    " + (failure["message"].splitlines() or ["(no message)"])[0][:300])
+            if soak["failure_count"] > len(soak["failures"]):
+                write(f"  … {soak['failure_count'] - len(soak['failures'])} more failures not kept (--soak-keep)")

@@ -1,0 +1,175 @@
+"""The soak (python -m properties.reliability --soak): its plugin records every failure and goes on; chunks aggregate and render."""
+
+import json
+import types
+
+import pytest
+import torch
+
+from properties import reliability, soak_plugin
+from properties.cases import Case
+from properties.models import ModelSpec
+
+pytest_plugins = ["pytester"]
+
+FAKE_PROPERTIES = '''
+import torch
+from hypothesis import assume, given, strategies as st
+from properties.compare import Tolerance, assert_tensor_close
+
+
+class Failures(AssertionError):
+    def __init__(self, by_property):
+        self.by_property = by_property
+        super().__init__("; ".join(m for _, m in by_property))
+
+
+@given(x=st.integers(0, 99), dtype=st.sampled_from([torch.float64, torch.float32]))
+def test_within_a_tolerance_below_50(x, dtype):
+    assume(x != 7)
+    expected = torch.tensor([1.0], dtype=dtype)
+    assert_tensor_close(expected + x / 100, expected, name="value", tolerance=Tolerance(0.0, 0.5, "made up"))
+
+
+@given(data=st.data())
+def test_two_properties_fail_on_large_n(data):
+    n = data.draw(st.integers(0, 9), label="n")
+    if n > 7:
+        raise Failures([("first", f"first fails at {n}"), ("second", "error ÷ tolerance = 3.5")])
+
+
+def test_not_soaked():
+    pass
+'''
+
+
+def test_the_plugin_records_every_failure_with_its_case_and_excess_and_the_run_goes_on(pytester):
+    pytester.makepyfile(test_fake=FAKE_PROPERTIES)
+    record = pytester.path / "soak.json"
+    result = pytester.runpytest_inprocess("-p", "properties.soak_plugin", "--soak-examples=60",
+                                          f"--soak-record={record}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    tests = {t["nodeid"].split("::")[-1]: t for t in json.loads(record.read_text())["tests"]}
+    close = tests["test_within_a_tolerance_below_50"]["soak"]
+    assert close["given"] and close["max_examples"] == 60 and close["family"] == "fake"
+    assert 0 < close["failing_examples"] < close["examples"] <= 60
+    assert sum(b["examples"] for b in close["dtypes"].values()) == close["examples"]
+    assert set(close["dtypes"]) <= {"float64", "float32"}
+    assert all("x=7;" not in f["case"] for f in close["failures"]), "a rejected example was counted"
+    for failure in close["failures"]:
+        x = int(failure["case"].split(";")[0].removeprefix("x="))
+        assert x > 50 and failure["excess"] == pytest.approx(x / 50) and failure["comparison"] == "value"
+        assert "error ÷ tolerance" in failure["message"] and len(failure["message"].splitlines()) <= 16
+    assert close["worst"] <= 1 and close["worst_comparison"] == "value" and close["worst_case"].startswith("x=")
+    split = tests["test_two_properties_fail_on_large_n"]["soak"]
+    assert split["examples"] == 10 and split["failing_examples"] == 2 and split["failure_count"] == 4
+    assert {(f["property"], f["case"], f["excess"]) for f in split["failures"]} == {
+        ("first", "n=8", None), ("second", "n=8", 3.5), ("first", "n=9", None), ("second", "n=9", 3.5)}
+    assert tests["test_not_soaked"]["soak"] == {"family": "fake", "given": False}
+    summary = result.stdout.str()
+    assert "test_fake.py::test_two_properties_fail_on_large_n: 10 examples, 2 failing" in summary
+    assert "[second] (error ÷ tolerance 3.5): n=9" in summary
+
+
+def test_the_dtype_of_an_example_is_found_in_a_case_a_dict_a_wrapper_or_a_dtype_and_else_is_not_guessed():
+    case = Case(ModelSpec("linear", 1, 1), (1,), torch.float32)
+    assert soak_plugin.example_dtype([case]) == "float32"
+    assert soak_plugin.example_dtype([{"case": case, "accumulation_steps": 2}]) == "float32"
+    assert soak_plugin.example_dtype([types.SimpleNamespace(case=case)]) == "float32"
+    assert soak_plugin.example_dtype([3, torch.bfloat16]) == "bfloat16"
+    assert soak_plugin.example_dtype([7, "Linear(1→2) → tanh, float64, seed 3"]) == "float64"
+    assert soak_plugin.example_dtype(["float64 vs float32"]) == "n/a"
+    assert soak_plugin.example_dtype([12345]) == "n/a"
+
+
+def soaked(nodeid, family, examples, dtypes, worst=None, failures=(), seconds=1.0, max_examples=100):
+    return {"nodeid": nodeid, "when": "call", "outcome": "passed", "soak": {
+        "family": family, "given": True, "max_examples": max_examples, "examples": examples,
+        "failing_examples": len({f["example"] for f in failures}), "failure_count": len(failures),
+        "failures": list(failures), "worst": worst, "worst_comparison": "grad of 'w'", "worst_case": f"case of {nodeid}",
+        "dtypes": {d: {"examples": n, "failures": 0, "worst": worst} for d, n in dtypes.items()}, "seconds": seconds}}
+
+
+def failure(example, excess=2.5, prop=None):
+    record = {"example": example, "dtype": "float64", "case": f"Linear(1→1), float64, seed {example}",
+              "error": "AssertionError", "excess": excess, "comparison": "grad of 'w'", "message": "grad differs\nmore"}
+    return {**record, "property": prop} if prop else record
+
+
+def chunk(seed, tests):
+    return {"seed": seed, "examples": 100, "window_examples": 10, "torch": "2.x", "hypothesis": "6.x", "date": "d",
+            "seconds": 9.0, "returncode": 0, "status": "ok", "command": "pytest …", "tests": tests}
+
+
+CHUNKS = [
+    chunk(1, [soaked("tests/test_a.py::t1", "a", 100, {"float64": 60, "float32": 40}, worst=0.25),
+              soaked("tests/test_a.py::t2", "a", 100, {"float64": 100}, worst=0.5, failures=[failure(3), failure(9)]),
+              soaked("tests/test_distributed.py::w", "distributed", 1200, {"float64": 1200}, worst=0.1),
+              {"nodeid": "tests/test_a.py::plain", "when": "call", "outcome": "failed", "message": "plain broke",
+               "soak": {"family": "a", "given": False}}]),
+    chunk(2, [soaked("tests/test_a.py::t1", "a", 100, {"float64": 50, "float32": 50}, worst=0.75),
+              soaked("tests/test_distributed.py::w", "distributed", 1200, {"float64": 1200}, worst=0.2)]),
+    chunk(2, [soaked("tests/test_a.py::t1", "a", 100, {"float64": 50, "float32": 50}, worst=0.75)]),
+]
+
+
+def test_chunks_aggregate_per_family_with_dtypes_failures_the_worst_excess_and_the_target():
+    report = reliability.aggregate(CHUNKS, "python -m properties.reliability --soak")
+    rows = {row["family"]: row for row in report["families"]}
+    a, distributed = rows["a"], rows["distributed"]
+    assert report["duplicates_left_out"] == 1, "the same test under the same seed draws the same examples: counted once"
+    assert a["examples"] == 300 and a["dtypes"]["float64"]["examples"] == 210 and a["dtypes"]["float32"]["examples"] == 90
+    assert a["failing_examples"] == 2 and a["tests"] == 2 and a["examples_per_second"] == 100.0
+    assert a["worst"] == 0.75 and a["where"] == {"test": "tests/test_a.py::t1", "seed": "2", "comparison": "grad of 'w'",
+                                                  "case": "case of tests/test_a.py::t1"}
+    assert not a["target_met"] and "float32 90" in a["short_of_target"]
+    assert distributed["unit"] == "windows" and distributed["examples"] == 2400 and distributed["target_met"]
+    assert report["examples"] == 2700 and report["failing_examples"] == 2
+    assert [f["example"] for f in report["failures"]] == [3, 9]
+    assert report["failures"][0]["reproduce"] == (
+        "pytest -p properties.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1")
+    assert [o["test"] for o in report["other_failures"]] == ["tests/test_a.py::plain"]
+
+
+def test_the_soak_report_has_a_row_per_family_and_lists_each_failure_with_its_case_and_reproduce_command():
+    text = reliability.render_soak_markdown(reliability.aggregate(CHUNKS, "python -m properties.reliability --soak"))
+    assert "**2,700 examples, 2 false failures**" in text
+    assert "| a | 2 | 300 | float32 90 · float64 210 | **2** | 0.75 | 100.0 | ✗ (float32 90, float64 210 < 20,000) |" in text
+    assert "| distributed | 1 | 2,400 windows | float64 2,400 | 0 | 0.2 | 1200.0 | ✓ |" in text
+    assert "  - case: Linear(1→1), float64, seed 9" in text and "error ÷ tolerance 2.5" in text
+    assert "reproduce: `pytest -p properties.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1`" in text
+    assert "`tests/test_a.py::plain` (call, seed 1): plain broke" in text
+    limited = reliability.render_soak_markdown(reliability.aggregate(CHUNKS), list_limit=1)
+    assert "seed 9" not in limited and "… 1 more failures of `tests/test_a.py::t2`" in limited
+
+
+def test_a_saved_chunk_is_skipped_the_others_run_and_every_chunk_file_is_aggregated(tmp_path, monkeypatch, capsys):
+    ran = []
+
+    def run_chunk(seed, files, *, examples, window_examples, timeout):
+        ran.append((seed, tuple(files), examples, window_examples))
+        return chunk(seed, [soaked("tests/test_tutorial.py::t", "tutorial", examples, {"n/a": examples})])
+
+    monkeypatch.setattr(reliability, "run_chunk", run_chunk)
+    (tmp_path / "soak").mkdir()
+    (tmp_path / "soak" / "chunk-5-tutorial.json").write_text(json.dumps(CHUNKS[1]))
+    argv = ["--soak", "--families", "tutorial", "--chunks", "2", "--start", "5", "--examples", "30",
+            "--output", str(tmp_path)]
+    assert reliability.main(argv) == 0
+    assert ran == [(6, ("tests/test_tutorial.py",), 30, 3)]
+    assert sorted(p.name for p in (tmp_path / "soak").iterdir()) == ["chunk-5-tutorial.json", "chunk-6-tutorial.json"]
+    report = json.loads((tmp_path / "soak.json").read_text())
+    assert {r["family"] for r in report["families"]} == {"a", "distributed", "tutorial"}
+    assert report["command"].endswith("--examples 30 --output " + str(tmp_path))
+    assert "| tutorial | 1 | 30 |" in (tmp_path / "soak.md").read_text()
+    assert reliability.main(["--render", "--output", str(tmp_path)]) == 0 and len(ran) == 1
+    with pytest.raises(SystemExit, match="unknown family"):
+        reliability.main(["--soak", "--families", "no_such_family", "--output", str(tmp_path)])
+
+
+def test_the_soak_runs_the_property_modules_and_the_recipe_soak_but_no_tooling_tests():
+    files = reliability.soak_files()
+    assert files["correct_recipe"] == "properties/soak_recipes.py"
+    assert files["backward_accumulates"] == "tests/test_backward_accumulates.py" and "distributed" in files
+    assert not {"tools", "matrix", "gate_commands", "recipe_plugin", "soak"} & set(files)
+    assert not any(path.startswith("tests/meta") for path in files.values())
