@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from properties import grads as G
-from properties.cases import Case
+from properties.case import Case
 from properties.optimizers import named_state
 from properties.reference import Batch, Snapshot, parameters
 

@@ -155,7 +155,7 @@ def measure_scaling(check_spec: str, repeats: int, k_values=K_VALUES, widths=WID
     """Seconds per example as k grows (MLP 4→4→4, 2 rows each) and as the width grows (k = 4)."""
     import torch
 
-    from properties.cases import Case
+    from properties.case import Case
     from properties.models import ModelSpec
 
     check = load_check(check_spec)

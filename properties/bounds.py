@@ -31,7 +31,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from properties.cases import dtype_name
+from properties.case import dtype_name
 from properties.compare import Tolerance, gamma, unit_roundoff
 
 ELEMENTARY_ROUNDINGS = 8

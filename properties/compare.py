@@ -9,7 +9,7 @@ from typing import Callable, Iterator, Mapping
 
 import torch
 
-from properties.cases import dtype_name
+from properties.case import dtype_name
 
 
 def unit_roundoff(dtype: torch.dtype) -> float:

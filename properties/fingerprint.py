@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import torch
 
 from properties import grads as G
-from properties.cases import Case
+from properties.case import Case
 from properties.models import ModelSpec
 from properties.observe import json_command
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from properties import grads as G
 from properties import versions
-from properties.cases import Case, dtype_name
+from properties.case import Case, dtype_name
 from properties.models import ModelSpec
 from properties.strategies import sparse_accumulation_supported, supported_dtypes
 

@@ -71,7 +71,7 @@ def dtype_of(value: Any, depth: int = 0) -> Optional[str]:
     """The dtype name of a drawn value: a torch.dtype, an object's .dtype, or that of its .case / ["case"]."""
     import torch
 
-    from properties.cases import dtype_name
+    from properties.case import dtype_name
 
     if depth > 3:
         return None

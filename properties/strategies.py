@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.strategies import SearchStrategy
 
-from properties.cases import Case
+from properties.case import Case
 from properties.models import ACTIVATIONS, KINDS, ModelSpec
 
 T = TypeVar("T")

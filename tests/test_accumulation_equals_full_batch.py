@@ -5,7 +5,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from properties import accumulate as A
-from properties.cases import Case
+from properties.case import Case
 from properties.invariants import equivalence as E
 from properties.models import ModelSpec
 from properties.invariants import tokens as T

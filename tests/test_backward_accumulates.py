@@ -6,7 +6,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from properties import versions
-from properties.cases import Case
+from properties.case import Case
 from properties.models import ModelSpec
 from properties.devices import device_params
 from properties.invariants import backward as B

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from properties.cases import Case
+from properties.case import Case
 from properties.distributed import invariants as D
 from properties.distributed import unavailable_reason
 from properties.distributed.cases import DistributedCase

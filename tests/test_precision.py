@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from properties.cases import dtype_name
+from properties.case import dtype_name
 from properties.invariants import precision as P
 
 

@@ -5,7 +5,7 @@ import itertools
 import pytest
 from hypothesis import given, settings
 
-from properties.cases import Case
+from properties.case import Case
 from properties.models import ModelSpec
 
 from properties.recipes import BUGGY_RECIPES, CORRECT_RECIPE, RecipeContractError, RecipeError, check_recipe

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from properties import reliability, soak_plugin
-from properties.cases import Case
+from properties.case import Case
 from properties.models import ModelSpec
 
 pytest_plugins = ["pytester"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from properties.cases import Case, dtype_name
+from properties.case import Case, dtype_name
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from hypothesis import strategies as st
 
-from properties.cases import Case
+from properties.case import Case
 from properties.distributed.cases import DistributedCase
 from properties.strategies import ValueOrStrategy, as_strategy, model_specs, seeds
 

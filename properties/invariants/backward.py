@@ -12,7 +12,7 @@ from torch import nn
 from properties import bounds as B
 from properties import grads as G
 from properties import versions
-from properties.cases import Case
+from properties.case import Case
 from properties.compare import EXACT, assert_grads_close, summation_tolerance
 from properties.models import ACTIVATIONS
 from properties.strategies import batch_splits, cases, dtypes, model_specs

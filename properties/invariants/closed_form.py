@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from properties import grads as G
 from properties import reference as R
-from properties.cases import Case
+from properties.case import Case
 from properties.compare import Tolerance, assert_grads_close, gamma, unit_roundoff
 from properties.strategies import batch_splits, cases, model_specs
 

@@ -12,7 +12,7 @@ from properties import accumulate as A
 from properties import bounds as B
 from properties import grads as G
 from properties import reference as R
-from properties.cases import Case
+from properties.case import Case
 from properties.compare import EXACT, Tolerance, assert_grads_close, assert_tensor_close, dense
 from properties.models import ModelSpec
 from properties.optimizers import OptimizerSpec

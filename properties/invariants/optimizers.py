@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from properties import accumulate as A
 from properties import grads as G
 from properties import reference as R
-from properties.cases import Case
+from properties.case import Case
 from properties.compare import EXACT, Tolerance, assert_grads_close, assert_tensor_close, dense, gamma, unit_roundoff
 from properties.invariants.equivalence import load, row_tolerances
 from properties.optimizers import FAMILIES, OptimizerSpec, adam_specs, named_state, sgd_specs

@@ -20,7 +20,7 @@ import torch
 from properties import accumulate as A
 from properties import grads as G
 from properties import reference as R
-from properties.cases import Case, dtype_name
+from properties.case import Case, dtype_name
 from properties.compare import Tolerance, assert_grads_close, gamma, unit_roundoff
 from properties.strategies import batch_splits, cases, model_specs, supported_dtypes
 

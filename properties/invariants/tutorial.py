@@ -12,7 +12,7 @@ from torch import nn
 from properties import reference as R
 from properties.accumulate import windows_of
 from properties import tutorial as T
-from properties.cases import Case, dtype_name
+from properties.case import Case, dtype_name
 from properties.compare import Tolerance, assert_grads_close, assert_tensor_close, gamma, unit_roundoff
 from properties.strategies import cases, model_specs, seeds
 

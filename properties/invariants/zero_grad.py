@@ -8,7 +8,7 @@ from torch import nn
 
 from properties import grads as G
 from properties import versions
-from properties.cases import Case
+from properties.case import Case
 from properties.compare import EXACT, assert_grads_close
 from properties.strategies import cases, dtypes, model_specs
 

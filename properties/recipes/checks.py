@@ -10,7 +10,7 @@ import torch
 
 from properties import bounds as B
 from properties import grads as G
-from properties.cases import dtype_name
+from properties.case import dtype_name
 from properties.compare import Tolerance, assert_grads_close, summation_tolerance, unit_roundoff
 from properties.recipes.examples import RecipeCase
 from properties.recipes.observation import Observation

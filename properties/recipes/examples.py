@@ -9,7 +9,7 @@ from functools import cached_property, lru_cache
 import torch
 from hypothesis import strategies as st
 
-from properties.cases import Case
+from properties.case import Case
 from properties.recipes.optimizers import SCALER_SETTINGS, SCHEDULER_GAMMA, OptimizerChoice
 from properties.recipes.options import RecipeOptions
 from properties.strategies import batch_splits, cases, model_specs, seeds
