@@ -14,7 +14,6 @@ from properties.optimizers import named_state
 from properties.reference import Batch, Snapshot, parameters
 
 
-
 def windows_of(micro_batches: Sequence, k: int, *, keep_short: bool = True) -> list[list]:
     """Consecutive windows of k micro-batches; a short last window kept, or dropped with keep_short=False."""
     windows = [list(micro_batches[i : i + k]) for i in range(0, len(micro_batches), k)]

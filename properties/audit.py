@@ -175,18 +175,31 @@ class Run:
     output: str = ""
 
 
-def pytest_command(extra: Iterable[str], *, profile: str, seed: Optional[str], record: Path, xdist: bool,
-                   paths: Iterable[str] = SUITE_ARGS) -> list[str]:
+def pytest_command(
+    extra: Iterable[str], *, profile: str, seed: Optional[str], record: Path, xdist: bool, paths: Iterable[str] = SUITE_ARGS
+) -> list[str]:
     """The pytest command for one audit run: the recording plugin, this profile and seed, no cache."""
-    command = [sys.executable, "-m", "pytest", "-q", "--tb=no", "-p", "no:cacheprovider",
-               "-p", "properties.audit_plugin", f"--audit-record={record}", f"--hypothesis-profile={profile}"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "--tb=no",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "properties.audit_plugin",
+        f"--audit-record={record}",
+        f"--hypothesis-profile={profile}",
+    ]
     command += [f"--hypothesis-seed={seed}"] if seed is not None else []
     command += ["-n", "auto"] if xdist else ["-p", "no:xdist"]
     return command + list(extra) + list(paths)
 
 
-def run_pytest(extra: Iterable[str], *, profile: str, seed: Optional[str], xdist: bool, timeout: float,
-               paths: Iterable[str] = SUITE_ARGS) -> Run:
+def run_pytest(
+    extra: Iterable[str], *, profile: str, seed: Optional[str], xdist: bool, timeout: float, paths: Iterable[str] = SUITE_ARGS
+) -> Run:
     """Run pytest in a subprocess from the repository root and read back the plugin's records."""
     with tempfile.TemporaryDirectory(prefix="audit-") as scratch:
         record = Path(scratch) / "record.json"
@@ -225,9 +238,14 @@ def verdict(fault: Fault, run: Run, baseline_failures: set[str]) -> dict:
     catchers = {nodeid: t for nodeid, t in failed_tests(run).items() if nodeid not in baseline_failures}
     broken = run.returncode not in (0, 1) and not catchers
     by = [
-        {"test": nodeid, "examples": t.get("first_failure"), "message": t.get("message", ""),
-         "error_over_tolerance": t.get("error_over_tolerance"), "bitwise": bool(t.get("bitwise")),
-         "structural": t.get("error_over_tolerance") is None}
+        {
+            "test": nodeid,
+            "examples": t.get("first_failure"),
+            "message": t.get("message", ""),
+            "error_over_tolerance": t.get("error_over_tolerance"),
+            "bitwise": bool(t.get("bitwise")),
+            "structural": t.get("error_over_tolerance") is None,
+        }
         for nodeid, t in sorted(catchers.items(), key=lambda item: (item[1].get("first_failure") or 10**9, item[0]))
     ]
     counts = [b["examples"] for b in by if b["examples"] is not None]
@@ -285,23 +303,31 @@ def margin_cell(row: dict) -> str:
 
 def close_to_the_bound(rows: list[dict], bound: float = CLOSE_TO_THE_BOUND) -> list[str]:
     """Markdown lines naming the caught faults whose strongest catch lies less than `bound` × above its tolerance."""
-    near = [r for r in rows if r["expect_caught"] and r["caught"] and r.get("margin") is not None
-            and ratio_from_json(r["margin"]) < bound]
+    near = [
+        r
+        for r in rows
+        if r["expect_caught"] and r["caught"] and r.get("margin") is not None and ratio_from_json(r["margin"]) < bound
+    ]
     exposed = [r for r in near if not r.get("structural_tests")]
     covered = [r for r in near if r.get("structural_tests")]
     name = lambda r: f"`{r['fault']}` ({format_ratio(ratio_from_json(r['margin']))})"  # noqa: E731
     if not any("margin" in r for r in rows):  # a report from before the column was measured
         return []
     if not near:
-        return [f"No caught fault is close to the bound: each lies at least {bound:g}× above its tolerance or "
-                "is caught structurally."]
+        return [
+            f"No caught fault is close to the bound: each lies at least {bound:g}× above its tolerance or is caught structurally."
+        ]
     lines = []
     if exposed:
-        lines.append(f"**Close to the bound** (best error ÷ tolerance < {bound:g}, so one loosening of the tolerance "
-                     f"away from being missed): {', '.join(map(name, exposed))}.")
+        lines.append(
+            f"**Close to the bound** (best error ÷ tolerance < {bound:g}, so one loosening of the tolerance "
+            f"away from being missed): {', '.join(map(name, exposed))}."
+        )
     if covered:
-        lines.append(f"Below {bound:g}× but also caught structurally, so a looser tolerance would not lose them: "
-                     f"{', '.join(map(name, covered))}.")
+        lines.append(
+            f"Below {bound:g}× but also caught structurally, so a looser tolerance would not lose them: "
+            f"{', '.join(map(name, covered))}."
+        )
     return lines
 
 
@@ -373,8 +399,16 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def audit(faults: list[Fault], *, profile: str, seed: Optional[str], jobs: int, xdist: bool, timeout: float,
-          progress: Callable[[str], None] = lambda line: None) -> dict:
+def audit(
+    faults: list[Fault],
+    *,
+    profile: str,
+    seed: Optional[str],
+    jobs: int,
+    xdist: bool,
+    timeout: float,
+    progress: Callable[[str], None] = lambda line: None,
+) -> dict:
     """Run the baseline, then every fault (`jobs` at a time), and assemble the report."""
     import torch
 
@@ -384,8 +418,7 @@ def audit(faults: list[Fault], *, profile: str, seed: Optional[str], jobs: int, 
     progress(f"baseline: {baseline.returncode=} in {baseline.seconds:.1f} s; failing: {sorted(baseline_failures)}")
 
     def one(fault: Fault) -> dict:
-        row = verdict(fault, run_fault(fault, profile=profile, seed=seed, xdist=xdist, timeout=timeout),
-                      baseline_failures)
+        row = verdict(fault, run_fault(fault, profile=profile, seed=seed, xdist=xdist, timeout=timeout), baseline_failures)
         progress(f"{fault.label}: {caught_cell(row).strip('*')} ({row['seconds']:.1f} s)")
         return row
 
@@ -446,8 +479,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     seed = None if args.seed == "random" else args.seed
     jobs = 1 if args.xdist else args.jobs
     progress = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    report = audit(chosen, profile=args.profile, seed=seed, jobs=jobs, xdist=args.xdist, timeout=args.timeout,
-                   progress=progress)
+    report = audit(chosen, profile=args.profile, seed=seed, jobs=jobs, xdist=args.xdist, timeout=args.timeout, progress=progress)
     report["notes"] = notes
     write_reports(report, args.output)
     print(render_markdown(report))

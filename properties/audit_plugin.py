@@ -222,13 +222,14 @@ def _is_data_object(value: Any) -> bool:
 
 def pytest_addoption(parser):
     group = parser.getgroup("audit", "fault injection and example counting (properties.audit, properties.bench)")
-    group.addoption("--audit-fault", metavar="MODULE:NAME",
-                    help="apply this mutant from properties.mutants to the whole run")
+    group.addoption("--audit-fault", metavar="MODULE:NAME", help="apply this mutant from properties.mutants to the whole run")
     group.addoption("--audit-record", metavar="PATH", help="write the per-test records as JSON to PATH")
-    group.addoption("--audit-no-deadline", action="store_true",
-                    help="switch Hypothesis' deadline off (a slow example on a busy machine is not a caught fault)")
-    group.addoption("--audit-replay", action="store_true",
-                    help="replay each passing test's examples without Hypothesis")
+    group.addoption(
+        "--audit-no-deadline",
+        action="store_true",
+        help="switch Hypothesis' deadline off (a slow example on a busy machine is not a caught fault)",
+    )
+    group.addoption("--audit-replay", action="store_true", help="replay each passing test's examples without Hypothesis")
 
 
 @pytest.hookimpl(trylast=True)

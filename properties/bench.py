@@ -39,7 +39,7 @@ WIDTHS = (2, 8, 32, 128, 512)
 def family(nodeid: str) -> str:
     """'backward_accumulates' from 'tests/test_backward_accumulates.py::test_…'."""
     stem = Path(nodeid.split("::")[0]).stem
-    return stem[len("test_"):] if stem.startswith("test_") else stem
+    return stem[len("test_") :] if stem.startswith("test_") else stem
 
 
 def ratio(numerator: float, denominator: float) -> Optional[float]:
@@ -64,16 +64,18 @@ def families(tests: list[dict]) -> list[dict]:
         replayed = [t for t in members if t.get("replay_seconds") is not None]
         warm = sum(t["hypothesis_seconds"] for t in replayed)
         replay = sum(t["replay_seconds"] for t in replayed)
-        rows.append({
-            "family": name,
-            "tests": len(members),
-            "examples": examples,
-            "seconds": round(seconds, 3),
-            "examples_per_second": ratio(examples, seconds),
-            "warm_seconds": round(warm, 3) if replayed else None,
-            "replay_seconds": round(replay, 3) if replayed else None,
-            "replay_ratio": ratio(warm, replay) if replayed else None,
-        })
+        rows.append(
+            {
+                "family": name,
+                "tests": len(members),
+                "examples": examples,
+                "seconds": round(seconds, 3),
+                "examples_per_second": ratio(examples, seconds),
+                "warm_seconds": round(warm, 3) if replayed else None,
+                "replay_seconds": round(replay, 3) if replayed else None,
+                "replay_ratio": ratio(warm, replay) if replayed else None,
+            }
+        )
     return rows
 
 
@@ -82,9 +84,14 @@ def total_row(rows: list[dict]) -> dict:
     examples, seconds = sum(r["examples"] for r in rows), sum(r["seconds"] for r in rows)
     warm, replay = sum(r["warm_seconds"] or 0 for r in rows), sum(r["replay_seconds"] or 0 for r in rows)
     return {
-        "family": "all", "tests": sum(r["tests"] for r in rows), "examples": examples, "seconds": round(seconds, 3),
-        "examples_per_second": ratio(examples, seconds), "warm_seconds": round(warm, 3),
-        "replay_seconds": round(replay, 3), "replay_ratio": ratio(warm, replay),
+        "family": "all",
+        "tests": sum(r["tests"] for r in rows),
+        "examples": examples,
+        "seconds": round(seconds, 3),
+        "examples_per_second": ratio(examples, seconds),
+        "warm_seconds": round(warm, 3),
+        "replay_seconds": round(replay, 3),
+        "replay_ratio": ratio(warm, replay),
     }
 
 
@@ -94,14 +101,18 @@ def measure_throughput(profile: str, seed: Optional[str], timeout: float) -> dic
     run = run_pytest(extra, profile=profile, seed=seed, xdist=False, timeout=timeout)
     failed = [t["nodeid"] for t in run.tests if t["outcome"] == "failed"]
     rows = families(run.tests)
-    return {"seconds": round(run.seconds, 2), "returncode": run.returncode, "failed": failed,
-            "families": rows, "all": total_row(rows) if rows else None}
+    return {
+        "seconds": round(run.seconds, 2),
+        "returncode": run.returncode,
+        "failed": failed,
+        "families": rows,
+        "all": total_row(rows) if rows else None,
+    }
 
 
 def time_suite(workers: str, profile: str, timeout: float) -> dict:
     """Wall seconds of the default suite (tests/meta included) with `-n workers`, as a user runs it."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", workers,
-               f"--hypothesis-profile={profile}"]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", workers, f"--hypothesis-profile={profile}"]
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - start
@@ -112,8 +123,7 @@ def time_suite(workers: str, profile: str, timeout: float) -> dict:
 
 def measure_suite(profile: str, timeout: float) -> dict:
     serial, parallel = time_suite("0", profile, timeout), time_suite("auto", profile, timeout)
-    return {"cores": os.cpu_count(), "n0": serial, "n_auto": parallel,
-            "speedup": ratio(serial["seconds"], parallel["seconds"])}
+    return {"cores": os.cpu_count(), "n0": serial, "n_auto": parallel, "speedup": ratio(serial["seconds"], parallel["seconds"])}
 
 
 # --- scaling -------------------------------------------------------------------------------------
@@ -143,7 +153,7 @@ def seconds_per_call(call: Callable[[], None], repeats: int, budget: float = 0.0
 
 def slope(xs: list[float], ys: list[float]) -> Optional[float]:
     """Least-squares exponent a in y ∝ x^a over the upper half of the points (the asymptotic growth)."""
-    points = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y > 0][len(xs) // 2 - 1:]
+    points = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y > 0][len(xs) // 2 - 1 :]
     if len(points) < 2:
         return None
     mx, my = statistics.fmean(p[0] for p in points), statistics.fmean(p[1] for p in points)
@@ -163,11 +173,11 @@ def measure_scaling(check_spec: str, repeats: int, k_values=K_VALUES, widths=WID
     def case(width: int, k: int) -> Case:
         return Case(ModelSpec("mlp", width, width, hidden=width), sizes=(2,) * k, dtype=torch.float64, seed=0)
 
-    by_k = [{"k": k, "ms": round(1e3 * seconds_per_call(lambda: check(case(4, k)), repeats), 4)} for k in k_values]
+    by_k = [{"k": k, "ms": round(1e3 * seconds_per_call(lambda k=k: check(case(4, k)), repeats), 4)} for k in k_values]
     by_width = []
     for width in widths:
         parameters = sum(p.numel() for p in case(width, 1).build_model().parameters())
-        ms = 1e3 * seconds_per_call(lambda: check(case(width, 4)), repeats)
+        ms = 1e3 * seconds_per_call(lambda width=width: check(case(width, 4)), repeats)
         by_width.append({"width": width, "parameters": parameters, "ms": round(ms, 4)})
     return {
         "check": check_spec,
@@ -216,43 +226,67 @@ def aim(value: Optional[float], target: float, below: bool = True) -> str:
 
 def render_markdown(report: dict) -> str:
     """The benchmark as markdown tables."""
-    lines = ["# Benchmark", "", f"torch {report['torch']}, profile `{report['profile']}`, seed {report['seed']}, "
-             f"{report['cores']} cores, load average {report['load_average']} at the start.", ""]
+    lines = [
+        "# Benchmark",
+        "",
+        f"torch {report['torch']}, profile `{report['profile']}`, seed {report['seed']}, "
+        f"{report['cores']} cores, load average {report['load_average']} at the start.",
+        "",
+    ]
     if report.get("throughput"):
         t = report["throughput"]
-        lines += ["## Examples per second and Hypothesis' overhead", "",
-                  "| family | tests | examples | first run s | examples/s | warm run s | plain replay s "
-                  "| replay ratio |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Examples per second and Hypothesis' overhead",
+            "",
+            "| family | tests | examples | first run s | examples/s | warm run s | plain replay s | replay ratio |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for row in t["families"] + ([t["all"]] if t["all"] else []):
             name = f"**{row['family']}**" if row["family"] == "all" else row["family"]
-            lines.append(f"| {name} | {row['tests']} | {row['examples']} | {fmt(row['seconds'])} | "
-                         f"{fmt(row['examples_per_second'], 1)} | {fmt(row['warm_seconds'])} | "
-                         f"{fmt(row['replay_seconds'])} | "
-                         f"{fmt(row['replay_ratio'])} |")
+            lines.append(
+                f"| {name} | {row['tests']} | {row['examples']} | {fmt(row['seconds'])} | "
+                f"{fmt(row['examples_per_second'], 1)} | {fmt(row['warm_seconds'])} | "
+                f"{fmt(row['replay_seconds'])} | "
+                f"{fmt(row['replay_ratio'])} |"
+            )
         total = t["all"]["replay_ratio"] if t["all"] else None
-        lines += ["", "examples/s: examples over the seconds of each test's first run in the process, as a suite run "
-                  "pays them (torch builds some kernels, float16 ones notably, once per new shape).", "",
-                  f"Replay ratio {fmt(total)}{aim(total, AIMS['replay_ratio'])}: seconds of a second, warm "
-                  "Hypothesis run over seconds of calling the same test bodies on the examples it drew, "
-                  "without Hypothesis."]
+        lines += [
+            "",
+            "examples/s: examples over the seconds of each test's first run in the process, as a suite run "
+            "pays them (torch builds some kernels, float16 ones notably, once per new shape).",
+            "",
+            f"Replay ratio {fmt(total)}{aim(total, AIMS['replay_ratio'])}: seconds of a second, warm "
+            "Hypothesis run over seconds of calling the same test bodies on the examples it drew, "
+            "without Hypothesis.",
+        ]
         if t["failed"]:
             lines += ["", f"Failed during the run: {', '.join(t['failed'])}"]
         lines.append("")
     if report.get("suite"):
         s = report["suite"]
-        lines += ["## Default suite wall time", "", "| workers | seconds | result |", "|---|---|---|",
-                  f"| -n 0 | {fmt(s['n0']['seconds'], 1)} | {s['n0']['summary']} |",
-                  f"| -n auto | {fmt(s['n_auto']['seconds'], 1)} | {s['n_auto']['summary']} |", "",
-                  f"-n auto{aim(s['n_auto']['seconds'], AIMS['suite_seconds_n_auto'])}; speed-up {fmt(s['speedup'])}"
-                  f"{aim(s['speedup'], AIMS['speedup'], below=False)} on {s['cores']} cores.", ""]
+        lines += [
+            "## Default suite wall time",
+            "",
+            "| workers | seconds | result |",
+            "|---|---|---|",
+            f"| -n 0 | {fmt(s['n0']['seconds'], 1)} | {s['n0']['summary']} |",
+            f"| -n auto | {fmt(s['n_auto']['seconds'], 1)} | {s['n_auto']['summary']} |",
+            "",
+            f"-n auto{aim(s['n_auto']['seconds'], AIMS['suite_seconds_n_auto'])}; speed-up {fmt(s['speedup'])}"
+            f"{aim(s['speedup'], AIMS['speedup'], below=False)} on {s['cores']} cores.",
+            "",
+        ]
     if report.get("scaling"):
         c = report["scaling"]
-        lines += [f"## Cost per example (`{c['check']}`, no Hypothesis)", "",
-                  "| micro-batches k | ms per example |", "|---|---|"]
+        lines += [f"## Cost per example (`{c['check']}`, no Hypothesis)", "", "| micro-batches k | ms per example |", "|---|---|"]
         lines += [f"| {r['k']} | {r['ms']:.3f} |" for r in c["by_micro_batches"]]
-        lines += ["", f"Grows like k^{fmt(c['exponent_k'])} (fitted on the larger k).", "",
-                  "| width | parameters | ms per example (k = 4) |", "|---|---|---|"]
+        lines += [
+            "",
+            f"Grows like k^{fmt(c['exponent_k'])} (fitted on the larger k).",
+            "",
+            "| width | parameters | ms per example (k = 4) |",
+            "|---|---|---|",
+        ]
         lines += [f"| {r['width']} | {r['parameters']} | {r['ms']:.3f} |" for r in c["by_model_size"]]
         lines += ["", f"Grows like parameters^{fmt(c['exponent_parameters'])} (fitted on the larger models).", ""]
         if report.get("plot"):
@@ -291,13 +325,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-suite-timing", action="store_true", help="leave out the -n 0 / -n auto suite runs")
     p.add_argument("--skip-throughput", action="store_true", help="leave out the examples/s and replay run")
     p.add_argument("--skip-scaling", action="store_true", help="leave out the cost-per-example tables")
-    p.add_argument("--scaling-check", default="properties.invariants.backward:check_backward_sums",
-                   help="MODULE:FUNCTION taking a Case, timed for the scaling tables")
+    p.add_argument(
+        "--scaling-check",
+        default="properties.invariants.backward:check_backward_sums",
+        help="MODULE:FUNCTION taking a Case, timed for the scaling tables",
+    )
     p.add_argument("--repeats", type=int, default=5, help="timing repeats per scaling point (median; default 5)")
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per suite run")
     p.add_argument("--output", type=Path, default=REPORTS, help="where bench.json, bench.md, bench.png go")
-    p.add_argument("--plot", action="store_true",
-                   help="measure nothing: draw bench.png from the bench.json already in --output (needs matplotlib)")
+    p.add_argument(
+        "--plot",
+        action="store_true",
+        help="measure nothing: draw bench.png from the bench.json already in --output (needs matplotlib)",
+    )
     return p
 
 
@@ -310,9 +350,13 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     seed = None if args.seed == "random" else args.seed
     report: dict = {
-        "torch": torch.__version__, "profile": args.profile, "seed": seed or "random", "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "profile": args.profile,
+        "seed": seed or "random",
+        "cores": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "aims": AIMS, "notes": [],
+        "aims": AIMS,
+        "notes": [],
     }
     if not args.skip_throughput:
         report["throughput"] = measure_throughput(args.profile, seed, args.timeout)

@@ -244,8 +244,10 @@ def _normalised(case, model: torch.nn.Module, x: torch.Tensor, replay: Replay):
     inputs = replay.exact(x)
     z = replay.linear(inputs, p["0.weight"], p["0.bias"])
     kind = case.layer.split("-")[0]
-    norm_forward, norm_backward = _identity_layer() if kind == "dropout" else (
-        _batchnorm_eval(model[1], replay, p) if kind == "batchnorm" else _group_norm(case, replay, p)
+    norm_forward, norm_backward = (
+        _identity_layer()
+        if kind == "dropout"
+        else (_batchnorm_eval(model[1], replay, p) if kind == "batchnorm" else _group_norm(case, replay, p))
     )
     n = norm_forward(z)
     h = replay.activation("tanh", n)
@@ -352,7 +354,9 @@ def _embedding(model, idx: torch.Tensor, replay: Replay, p: dict[str, Mag]):
     return y, backward
 
 
-def mse_gradient_bound(spec, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, count: float, dtype: torch.dtype) -> Bound:
+def mse_gradient_bound(
+    spec, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, count: float, dtype: torch.dtype
+) -> Bound:
     """The bound of ∂/∂θ of (1/count)·Σ‖model(x) − y‖² over the given rows, for a model built from `spec` (a ModelSpec)."""
     replay = Replay(dtype)
     prediction, backward = model_outputs(spec, model, x, replay)
@@ -366,7 +370,9 @@ def window_bound(spec, model: torch.nn.Module, micro_batches: Sequence, dtype: t
     return mse_gradient_bound(spec, model, x, y, count=y.numel(), dtype=dtype)
 
 
-def cross_entropy_gradient_bound(model: torch.nn.Module, features: torch.Tensor, targets: torch.Tensor, *, count: float, terms: int) -> Bound:
+def cross_entropy_gradient_bound(
+    model: torch.nn.Module, features: torch.Tensor, targets: torch.Tensor, *, count: float, terms: int
+) -> Bound:
     """The bound of ∂/∂θ of (1/count)·Σₜ CE(W·xₜ + b, targetₜ) for a Linear classifier over the counted tokens.
 
     softmax p = exp(z − max z)/Σ exp(…): an error δ in the logits moves pᶜ by at most 2·pᶜ·max|δ|,

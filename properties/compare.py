@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 

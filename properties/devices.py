@@ -15,7 +15,5 @@ def device_params() -> list:
     """pytest parameters 'cpu' and 'cuda', the latter skipped when CUDA is unavailable."""
     return [
         pytest.param("cpu", id="cpu"),
-        pytest.param(
-            "cuda", id="cuda", marks=pytest.mark.skipif(not cuda_available(), reason="CUDA is not available")
-        ),
+        pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(not cuda_available(), reason="CUDA is not available")),
     ]

@@ -46,8 +46,9 @@ def release(text: str) -> tuple[int, int, int]:
 
 def requirements(version: str) -> list[str]:
     """What pip installs for `version`: torch pinned, then the extra requirements of its range."""
-    extras = [r for (low, below), reqs in EXTRA_REQUIREMENTS.items() if release(low) <= release(version) < release(below)
-              for r in reqs]
+    extras = [
+        r for (low, below), reqs in EXTRA_REQUIREMENTS.items() if release(low) <= release(version) < release(below) for r in reqs
+    ]
     return [f"torch=={version}", *extras]
 
 
@@ -166,7 +167,7 @@ def differences(prints: Mapping[str, Mapping[str, object]]) -> list[Difference]:
             for name in names:
                 best: Optional[Difference] = None
                 for i, first in enumerate(labels):
-                    for second in labels[i + 1:]:
+                    for second in labels[i + 1 :]:
                         a = flatten(prints[first]["cases"].get(case, {}).get(quantity, {}).get(name))
                         b = flatten(prints[second]["cases"].get(case, {}).get(quantity, {}).get(name))
                         if len(a) != len(b):
@@ -179,7 +180,6 @@ def differences(prints: Mapping[str, Mapping[str, object]]) -> list[Difference]:
                 if best is not None:
                     found.append(best)
     return found
-
 
 
 # ---------------------------------------------------------------- the report
@@ -225,14 +225,19 @@ def behaviour_rows(results: Sequence[VersionResult]) -> list[tuple[str, dict]]:
 def render_behaviours(results: Sequence[VersionResult]) -> list[str]:
     """Observed behaviours: those that differ between versions (with what that means), then those that do not."""
     versions = [r.version for r in results]
-    header = ["| behaviour | documented | " + " | ".join(f"torch {v}" for v in versions) + " |",
-              "|---|---|" + "---|" * len(versions)]
+    header = [
+        "| behaviour | documented | " + " | ".join(f"torch {v}" for v in versions) + " |",
+        "|---|---|" + "---|" * len(versions),
+    ]
     differing, same, disagreements = [], [], []
     notes: dict[str, list[str]] = {}
     for name, records in behaviour_rows(results):
         any_record = next(iter(records.values()))
-        documented = (f"{shown(any_record['before'])} before {any_record['since']}, {shown(any_record['after'])} from it"
-                      if "since" in any_record else "not in the table")
+        documented = (
+            f"{shown(any_record['before'])} before {any_record['since']}, {shown(any_record['after'])} from it"
+            if "since" in any_record
+            else "not in the table"
+        )
         cells = []
         for version in versions:
             record = records.get(version)
@@ -242,8 +247,10 @@ def render_behaviours(results: Sequence[VersionResult]) -> list[str]:
             text = shown(record["observed"])
             if "documented" in record and record["observed"] != record["documented"]:
                 text += f" ✗ (documented: {shown(record['documented'])})"
-                disagreements.append(f"- torch {version}: {name}: observed {shown(record['observed'])}, "
-                                     f"the table documents {shown(record['documented'])} ({record.get('source', '')})")
+                disagreements.append(
+                    f"- torch {version}: {name}: observed {shown(record['observed'])}, "
+                    f"the table documents {shown(record['documented'])} ({record.get('source', '')})"
+                )
             cells.append(text)
         row = f"| {name} | {documented} | " + " | ".join(cells) + " |"
         if len({json.dumps(record["observed"], sort_keys=True) for record in records.values()}) > 1:
@@ -255,8 +262,11 @@ def render_behaviours(results: Sequence[VersionResult]) -> list[str]:
     lines = ["## Behaviour that differs between these versions", ""]
     if len(versions) < 2:
         lines += ["One version only: nothing to compare.", ""]
-    lines += ["Observed by calling torch in each version's environment (`python -m properties.observe`); "
-              "✗ marks an observation that disagrees with `properties/versions.py`.", ""]
+    lines += [
+        "Observed by calling torch in each version's environment (`python -m properties.observe`); "
+        "✗ marks an observation that disagrees with `properties/versions.py`.",
+        "",
+    ]
     lines += (header + differing) if differing else ["No observed behaviour differs."]
     lines += [""]
     if notes:
@@ -281,21 +291,29 @@ def render_fingerprint(results: Sequence[VersionResult]) -> list[str]:
     found = differences(prints)
     inputs = [d for d in found if d.quantity == "seeded inputs" and d.largest > 0]
     gradients = [d for d in found if d.quantity != "seeded inputs"]
-    lines += [f"Float64 gradients of {len(next(iter(prints.values()))['cases'])} fixed cases "
-              "(`properties/fingerprint.py`; summed MSE, on exact dyadic inputs that are the same in every version): "
-              "the full-batch gradient and the gradient accumulated over fixed micro-batches, compared between every "
-              "pair of versions. |Δ| is also given in units of u·max|g|, u = 2⁻⁵³.", ""]
+    lines += [
+        f"Float64 gradients of {len(next(iter(prints.values()))['cases'])} fixed cases "
+        "(`properties/fingerprint.py`; summed MSE, on exact dyadic inputs that are the same in every version): "
+        "the full-batch gradient and the gradient accumulated over fixed micro-batches, compared between every "
+        "pair of versions. |Δ| is also given in units of u·max|g|, u = 2⁻⁵³.",
+        "",
+    ]
     worst = max(gradients, key=lambda d: d.largest, default=None)
     if worst is None or worst.largest == 0:
         lines += ["**Largest difference between versions: 0** — every gradient is bitwise identical.", ""]
     else:
-        verdict = ("rounding, as expected" if worst.roundoffs <= ROUNDING_LIMIT else
-                   f"**a finding: more than {ROUNDING_LIMIT} u·max|g|, larger than rounding explains**")
-        lines += [f"**Largest difference between versions: {worst.largest:.3g}** = {worst.roundoffs:.3g} u·max|g| "
-                  f"({worst.quantity} .grad of {worst.name!r}, {worst.case}; torch {worst.first} vs {worst.second}) "
-                  f"— {verdict}.", ""]
-    lines += ["| case | largest \\|Δ\\| full batch | largest \\|Δ\\| accumulated | in u·max\\|g\\| |",
-              "|---|---|---|---|"]
+        verdict = (
+            "rounding, as expected"
+            if worst.roundoffs <= ROUNDING_LIMIT
+            else f"**a finding: more than {ROUNDING_LIMIT} u·max|g|, larger than rounding explains**"
+        )
+        lines += [
+            f"**Largest difference between versions: {worst.largest:.3g}** = {worst.roundoffs:.3g} u·max|g| "
+            f"({worst.quantity} .grad of {worst.name!r}, {worst.case}; torch {worst.first} vs {worst.second}) "
+            f"— {verdict}.",
+            "",
+        ]
+    lines += ["| case | largest \\|Δ\\| full batch | largest \\|Δ\\| accumulated | in u·max\\|g\\| |", "|---|---|---|---|"]
     for case in dict.fromkeys(d.case for d in gradients):
         mine = [d for d in gradients if d.case == case]
         full = max((d.largest for d in mine if d.quantity == "full batch"), default=0.0)
@@ -303,8 +321,11 @@ def render_fingerprint(results: Sequence[VersionResult]) -> list[str]:
         lines.append(f"| {case} | {full:.3g} | {accumulated:.3g} | {max(d.roundoffs for d in mine):.3g} |")
     lines += [""]
     if inputs:
-        lines += ["**The same seed draws different inputs in these versions** (torch.Generator → randn/randint, "
-                  "as the suite's Cases use them): the suite's examples differ slightly between versions.", ""]
+        lines += [
+            "**The same seed draws different inputs in these versions** (torch.Generator → randn/randint, "
+            "as the suite's Cases use them): the suite's examples differ slightly between versions.",
+            "",
+        ]
         lines += [f"- {d.case}: {d.name} differs by {d.largest:.3g} (torch {d.first} vs {d.second})" for d in inputs]
     else:
         lines += ["The same seed draws bitwise the same inputs (parameters and data) in every version."]
@@ -325,9 +346,13 @@ def render(results: Sequence[VersionResult], *, command: str, context: Mapping[s
     lines += [f"Produced by `{command}`" + "".join(f"; {k}: {v}" for k, v in context.items()) + ".", ""]
     suites = {r.suite for r in results if r.suite}
     if len(suites) > 1:
-        lines += ["**The suite's source changed between these versions' runs** (" + ", ".join(
-            f"torch {r.version}: {r.suite}" for r in results if r.suite) + "): outcomes that differ may come from "
-            "the change, not from torch. Rerun to compare like with like.", ""]
+        lines += [
+            "**The suite's source changed between these versions' runs** ("
+            + ", ".join(f"torch {r.version}: {r.suite}" for r in results if r.suite)
+            + "): outcomes that differ may come from "
+            "the change, not from torch. Rerun to compare like with like.",
+            "",
+        ]
     lines += ["## Summary", "", f"| | {columns} |", rule]
 
     def row(label: str, values: Sequence[str]) -> None:
@@ -353,8 +378,11 @@ def render(results: Sequence[VersionResult], *, command: str, context: Mapping[s
     every = sorted({k for r in results for k in r.outcomes})
     differing = [k for k in every if len({(r.outcomes.get(k) or Outcome("absent")).status for r in results}) > 1]
     lines += ["## Properties whose outcome differs between versions", ""]
-    lines += ["— : not collected in that version (absent from the suite then, or parametrized over what that torch "
-              "supports, such as its CPU dtypes).", ""]
+    lines += [
+        "— : not collected in that version (absent from the suite then, or parametrized over what that torch "
+        "supports, such as its CPU dtypes).",
+        "",
+    ]
     if differing:
         lines += [f"| test | {columns} |", rule]
         lines += [f"| `{k}` | " + " | ".join(cell(r.outcomes.get(k)) for r in results) + " |" for k in differing]
@@ -373,8 +401,10 @@ def render(results: Sequence[VersionResult], *, command: str, context: Mapping[s
     if problems:
         lines += ["## Versions that did not run", ""] + [f"- torch {r.version}: {r.problem}" for r in problems] + [""]
     lines += ["## Raw results", ""]
-    lines += [f"- `matrix/torch-{v}.xml` (JUnit), `matrix/torch-{v}.observed.json`, `matrix/torch-{v}.fingerprint.json`"
-              for v in versions]
+    lines += [
+        f"- `matrix/torch-{v}.xml` (JUnit), `matrix/torch-{v}.observed.json`, `matrix/torch-{v}.fingerprint.json`"
+        for v in versions
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -443,8 +473,13 @@ def prepare(version: str, options: Options, result: VersionResult, log: Path) ->
     wanted = requirements(version)
     marker = venv / "matrix-requirements.txt"
     current = installed_torch(python)
-    result.reused = (not options.reinstall and current is not None and release(current) == release(version)
-                     and marker.exists() and marker.read_text().split() == wanted)
+    result.reused = (
+        not options.reinstall
+        and current is not None
+        and release(current) == release(version)
+        and marker.exists()
+        and marker.read_text().split() == wanted
+    )
     if not result.reused:
         free = shutil.disk_usage(options.cache).free / GIGABYTE
         if current is None and free < options.min_free_gb:
@@ -468,16 +503,29 @@ def prepare(version: str, options: Options, result: VersionResult, log: Path) ->
 
 def probe_and_test(python: Path, version: str, options: Options, result: VersionResult, log: Path) -> None:
     """In the version's environment: observe, fingerprint, then the suite with --junitxml; timed into `result`."""
-    env = {**os.environ, "HYPOTHESIS_PROFILE": options.profile,
-           "HYPOTHESIS_STORAGE_DIRECTORY": str(options.cache / "hypothesis" / f"torch-{version}")}
+    env = {
+        **os.environ,
+        "HYPOTHESIS_PROFILE": options.profile,
+        "HYPOTHESIS_STORAGE_DIRECTORY": str(options.cache / "hypothesis" / f"torch-{version}"),
+    }
     env.pop("PYTHONPATH", None)
     started = time.perf_counter()
     for module, suffix in (("properties.observe", "observed.json"), ("properties.fingerprint", "fingerprint.json")):
         if run([str(python), "-m", module, "--output", str(options.raw(version, suffix))], log, cwd=ROOT, env=env):
             result.problem = f"{module} failed: {tail(log, 3)}"
     result.probe_s = time.perf_counter() - started
-    command = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-q", "-o", "junit_family=xunit2",
-               f"--junitxml={options.raw(version, 'xml')}", f"--hypothesis-seed={options.seed}"]
+    command = [
+        str(python),
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-o",
+        "junit_family=xunit2",
+        f"--junitxml={options.raw(version, 'xml')}",
+        f"--hypothesis-seed={options.seed}",
+    ]
     command += ["-n", options.workers] if options.workers not in ("", "0") else []
     result.suite = suite_digest()
     started = time.perf_counter()
@@ -499,17 +547,29 @@ def run_version(version: str, options: Options, log_dir: Path) -> None:
     python = prepare(version, options, result, log)
     result.install_s = time.perf_counter() - started
     if python is not None:
-        print(f"torch {version}: {'reused, suite reinstalled' if result.reused else 'installed'} in "
-              f"{seconds(result.install_s)}", flush=True)
+        print(
+            f"torch {version}: {'reused, suite reinstalled' if result.reused else 'installed'} in {seconds(result.install_s)}",
+            flush=True,
+        )
         probe_and_test(python, version, options, result, log)
         result.venv_bytes = directory_bytes(python.parent.parent)
-        print(f"torch {version}: probed in {seconds(result.probe_s)}, tested in {seconds(result.test_s)} "
-              f"(log: {log})", flush=True)
-    record = {"install_s": round(result.install_s, 1), "test_s": round(result.test_s, 1),
-              "probe_s": round(result.probe_s, 1), "reused": result.reused, "venv_bytes": result.venv_bytes,
-              "suite": result.suite, "problem": result.problem, "profile": options.profile, "seed": options.seed,
-              "pytest_args": list(options.pytest_args), "python": platform.python_version(),
-              "log": str(log.relative_to(ROOT) if log.is_relative_to(ROOT) else log)}
+        print(
+            f"torch {version}: probed in {seconds(result.probe_s)}, tested in {seconds(result.test_s)} (log: {log})", flush=True
+        )
+    record = {
+        "install_s": round(result.install_s, 1),
+        "test_s": round(result.test_s, 1),
+        "probe_s": round(result.probe_s, 1),
+        "reused": result.reused,
+        "venv_bytes": result.venv_bytes,
+        "suite": result.suite,
+        "problem": result.problem,
+        "profile": options.profile,
+        "seed": options.seed,
+        "pytest_args": list(options.pytest_args),
+        "python": platform.python_version(),
+        "log": str(log.relative_to(ROOT) if log.is_relative_to(ROOT) else log),
+    }
     options.raw(version, "run.json").write_text(json.dumps(record, indent=2) + "\n")
     if result.problem:
         print(f"torch {version}: {result.problem}\n{tail(log)}", flush=True)
@@ -538,10 +598,17 @@ def load_result(version: str, options: Options) -> VersionResult:
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> tuple[list[str], Options]:
-    parser = argparse.ArgumentParser(prog="python -m properties.matrix", description=__doc__.splitlines()[0],
-                                     epilog="Arguments after -- go to pytest, e.g. -- -k zero_grad")
-    parser.add_argument("versions", nargs="*", help=f"torch versions (default: {' '.join(DEFAULT_VERSIONS)}; "
-                        "with --render-only, those with results in the reports folder)")
+    parser = argparse.ArgumentParser(
+        prog="python -m properties.matrix",
+        description=__doc__.splitlines()[0],
+        epilog="Arguments after -- go to pytest, e.g. -- -k zero_grad",
+    )
+    parser.add_argument(
+        "versions",
+        nargs="*",
+        help=f"torch versions (default: {' '.join(DEFAULT_VERSIONS)}; "
+        "with --render-only, those with results in the reports folder)",
+    )
     parser.add_argument("--cache", default=str(ROOT / ".matrix"), help="environments live here (default: %(default)s)")
     parser.add_argument("--reports", default=str(ROOT / "reports"), help="matrix.md and matrix/ go here")
     parser.add_argument("--python", default=sys.executable, help="interpreter the environments are made from")
@@ -555,9 +622,19 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple[list[str], Options]:
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:cut])
-    options = Options(Path(args.cache).resolve(), Path(args.reports).resolve(), args.python, args.profile, args.seed,
-                      args.workers, args.torch_index, args.reinstall, args.render_only, args.min_free_gb,
-                      tuple(argv[cut + 1:]))
+    options = Options(
+        Path(args.cache).resolve(),
+        Path(args.reports).resolve(),
+        args.python,
+        args.profile,
+        args.seed,
+        args.workers,
+        args.torch_index,
+        args.reinstall,
+        args.render_only,
+        args.min_free_gb,
+        tuple(argv[cut + 1 :]),
+    )
     return list(dict.fromkeys(args.versions or default_versions(options))), options
 
 
@@ -565,7 +642,7 @@ def default_versions(options: Options) -> list[str]:
     """DEFAULT_VERSIONS; with --render-only, the versions that have results in the reports folder, oldest first."""
     if not options.render_only:
         return list(DEFAULT_VERSIONS)
-    found = [p.name[len("torch-"):-len(".run.json")] for p in (options.reports / "matrix").glob("torch-*.run.json")]
+    found = [p.name[len("torch-") : -len(".run.json")] for p in (options.reports / "matrix").glob("torch-*.run.json")]
     return sorted(found, key=release) or list(DEFAULT_VERSIONS)
 
 
@@ -587,17 +664,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     pytest_args = recorded.get("pytest_args", options.pytest_args)
     command = "python -m properties.matrix " + " ".join(versions)
     command += " -- " + " ".join(pytest_args) if pytest_args else ""
-    context = {"date": datetime.date.today().isoformat(), "Python": recorded.get("python", platform.python_version()),
-               "Hypothesis profile": f"{profile}, --hypothesis-seed={seed}"}
+    context = {
+        "date": datetime.date.today().isoformat(),
+        "Python": recorded.get("python", platform.python_version()),
+        "Hypothesis profile": f"{profile}, --hypothesis-seed={seed}",
+    }
     if not options.render_only:
         context["total time"] = seconds(total)
     report = options.reports / "matrix.md"
     report.write_text(render(results, command=command, context=context), encoding="utf-8")
     for r in results:
-        print(f"torch {r.version}: {'green' if r.green else 'RED'}; {r.count('passed')} passed, "
-              f"{r.count('failed')} failed, {r.count('error')} errors, {r.count('skipped')} skipped; "
-              f"install {seconds(r.install_s)}{' (reused)' if r.reused else ''}, tests {seconds(r.test_s)}, "
-              f"probes {seconds(r.probe_s)}")
+        print(
+            f"torch {r.version}: {'green' if r.green else 'RED'}; {r.count('passed')} passed, "
+            f"{r.count('failed')} failed, {r.count('error')} errors, {r.count('skipped')} skipped; "
+            f"install {seconds(r.install_s)}{' (reused)' if r.reused else ''}, tests {seconds(r.test_s)}, "
+            f"probes {seconds(r.probe_s)}"
+        )
     print(f"report: {report}" + ("" if options.render_only else f"\ntotal time: {seconds(total)}"))
     return 0 if all(r.green for r in results) else 1
 

@@ -101,47 +101,60 @@ ZERO_GRAD_CONSEQUENCE = (
 
 PROBES = (
     Probe(
-        "Module.zero_grad() sets .grad to None", lambda: reset_leaves_none("module"),
-        versions.ZERO_GRAD_DEFAULT_SET_TO_NONE, ZERO_GRAD_CONSEQUENCE,
+        "Module.zero_grad() sets .grad to None",
+        lambda: reset_leaves_none("module"),
+        versions.ZERO_GRAD_DEFAULT_SET_TO_NONE,
+        ZERO_GRAD_CONSEQUENCE,
     ),
     Probe(
-        "Optimizer.zero_grad() sets .grad to None", lambda: reset_leaves_none("optimizer"),
-        versions.ZERO_GRAD_DEFAULT_SET_TO_NONE, ZERO_GRAD_CONSEQUENCE,
+        "Optimizer.zero_grad() sets .grad to None",
+        lambda: reset_leaves_none("optimizer"),
+        versions.ZERO_GRAD_DEFAULT_SET_TO_NONE,
+        ZERO_GRAD_CONSEQUENCE,
     ),
     Probe(
-        "Module.zero_grad signature: set_to_none default", lambda: signature_default(nn.Module.zero_grad),
+        "Module.zero_grad signature: set_to_none default",
+        lambda: signature_default(nn.Module.zero_grad),
         versions.ZERO_GRAD_DEFAULT_SET_TO_NONE,
     ),
     Probe(
         "Optimizer.zero_grad signature: set_to_none default",
-        lambda: signature_default(torch.optim.Optimizer.zero_grad), versions.ZERO_GRAD_DEFAULT_SET_TO_NONE,
+        lambda: signature_default(torch.optim.Optimizer.zero_grad),
+        versions.ZERO_GRAD_DEFAULT_SET_TO_NONE,
     ),
     Probe(
         "Tensor.register_post_accumulate_grad_hook exists",
-        lambda: hasattr(torch.Tensor, "register_post_accumulate_grad_hook"), versions.POST_ACCUMULATE_GRAD_HOOK,
+        lambda: hasattr(torch.Tensor, "register_post_accumulate_grad_hook"),
+        versions.POST_ACCUMULATE_GRAD_HOOK,
         "the hook property runs from this version on; before it, it is skipped (no such hook)",
     ),
     Probe("post-accumulate-grad hook calls", post_accumulate_hook_calls),
     Probe(
         "Optimizer.register_step_post_hook exists",
-        lambda: hasattr(torch.optim.Optimizer, "register_step_post_hook"), versions.OPTIMIZER_STEP_HOOKS,
+        lambda: hasattr(torch.optim.Optimizer, "register_step_post_hook"),
+        versions.OPTIMIZER_STEP_HOOKS,
         "properties that count optimizer steps through step hooks are skipped before this version",
     ),
     Probe(
-        "torch.amp.GradScaler runs on CPU", cpu_grad_scaler, versions.CPU_GRAD_SCALER,
+        "torch.amp.GradScaler runs on CPU",
+        cpu_grad_scaler,
+        versions.CPU_GRAD_SCALER,
         "recipes checked with a GradScaler (scaler=True) run from this version on; before it they are skipped",
     ),
     Probe(
-        "AdamW is a subclass of Adam", lambda: issubclass(torch.optim.AdamW, torch.optim.Adam),
+        "AdamW is a subclass of Adam",
+        lambda: issubclass(torch.optim.AdamW, torch.optim.Adam),
         consequence="AdamW.step runs Adam's functional update (decoupled_weight_decay=True) where True, its own "
         "torch.optim.adamw.adamw where False: a patch of one does not reach the other",
     ),
     Probe(
-        "CPU dtypes that run Linear + tanh + MSE backward", lambda: [dtype_name(d) for d in supported_dtypes("cpu")],
+        "CPU dtypes that run Linear + tanh + MSE backward",
+        lambda: [dtype_name(d) for d in supported_dtypes("cpu")],
         consequence="the suite draws only these dtypes on CPU: a dtype missing here is not tested in that version",
     ),
     Probe(
-        "CPU dtypes that accumulate sparse embedding gradients", sparse_half_accumulation,
+        "CPU dtypes that accumulate sparse embedding gradients",
+        sparse_half_accumulation,
         consequence="sparse embedding cases in the missing dtypes are not drawn in that version",
     ),
 )

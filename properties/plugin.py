@@ -32,19 +32,43 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run only the recipe properties, against FUNCTION(model, optimizer, micro_batches, loss_fn, "
         "accumulation_steps) from MODULE (a dotted name importable from the current directory, or a path to a .py file)",
     )
-    group.addoption("--recipe-last-window", choices=("step", "drop"), default="step",
-                    help="what the recipe does with a short last window: step it (default) or drop it")
+    group.addoption(
+        "--recipe-last-window",
+        choices=("step", "drop"),
+        default="step",
+        help="what the recipe does with a short last window: step it (default) or drop it",
+    )
     group.addoption("--recipe-dtype", choices=("float64", "float32"), default="float64", help="parameter and data dtype")
-    group.addoption("--recipe-optimizers", default=None, metavar="NAMES",
-                    help="comma-separated subset of SGD,SGD+momentum,Adam,AdamW (default: all)")
-    group.addoption("--recipe-clip-norm", type=float, default=None, metavar="MAX_NORM",
-                    help="call the recipe with max_norm=MAX_NORM; it must clip once per window, after accumulating")
-    group.addoption("--recipe-scheduler", action="store_true",
-                    help="call the recipe with scheduler= a StepLR; it must step it once per optimizer step taken")
-    group.addoption("--recipe-scaler", action="store_true",
-                    help="call the recipe with scaler= a CPU GradScaler; a window with an inf/NaN micro-step must be skipped")
-    group.addoption("--recipe-examples", type=int, default=None, metavar="N",
-                    help="examples per recipe property (default: the Hypothesis profile's max_examples)")
+    group.addoption(
+        "--recipe-optimizers",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated subset of SGD,SGD+momentum,Adam,AdamW (default: all)",
+    )
+    group.addoption(
+        "--recipe-clip-norm",
+        type=float,
+        default=None,
+        metavar="MAX_NORM",
+        help="call the recipe with max_norm=MAX_NORM; it must clip once per window, after accumulating",
+    )
+    group.addoption(
+        "--recipe-scheduler",
+        action="store_true",
+        help="call the recipe with scheduler= a StepLR; it must step it once per optimizer step taken",
+    )
+    group.addoption(
+        "--recipe-scaler",
+        action="store_true",
+        help="call the recipe with scaler= a CPU GradScaler; a window with an inf/NaN micro-step must be skipped",
+    )
+    group.addoption(
+        "--recipe-examples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="examples per recipe property (default: the Hypothesis profile's max_examples)",
+    )
 
 
 def load_recipe(spec: str) -> object:
@@ -115,8 +139,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if RECIPE not in config.stash:
         return []
     options = config.stash[OPTIONS]
-    return [f"recipe {config.getoption('recipe')}: check_recipe options {options.call() or 'defaults'} "
-            f"({options.max_examples} examples per property, derandomized)"]
+    return [
+        f"recipe {config.getoption('recipe')}: check_recipe options {options.call() or 'defaults'} "
+        f"({options.max_examples} examples per property, derandomized)"
+    ]
 
 
 @pytest.fixture(scope="session")

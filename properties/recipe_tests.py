@@ -7,8 +7,8 @@ from hypothesis import given
 
 from properties.recipes.check import error_for, search_settings
 from properties.recipes.checks import BY_NAME
-from properties.recipes.errors import RecipeError
 from properties.recipes.contract import check_contract
+from properties.recipes.errors import RecipeError
 from properties.recipes.examples import recipe_cases
 from properties.recipes.observation import Observation
 

@@ -81,10 +81,13 @@ def render_markdown(report: dict) -> str:
     rows = report["seeds"]
     passed = sum(r["passed"] for r in rows)
     lines = [
-        "# Reliability: no false failures", "",
+        "# Reliability: no false failures",
+        "",
         f"torch {report['torch']}, profile `{report['profile']}`, {'with' if report['with_meta'] else 'without'} "
-        f"tests/meta: **{passed}/{len(rows)} seeds passed** in {report['seconds']:.0f} s.", "",
-        "| seed | result | tests | examples | seconds | failing tests |", "|---|---|---|---|---|---|",
+        f"tests/meta: **{passed}/{len(rows)} seeds passed** in {report['seconds']:.0f} s.",
+        "",
+        "| seed | result | tests | examples | seconds | failing tests |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         failing = ", ".join(f"`{f['test'].split('::')[-1]}`" for f in r["failures"]) or "—"
@@ -112,8 +115,11 @@ def soak_files() -> dict[str, str]:
     from properties.bench import family
     from properties.soak_recipes import SOAK_FAMILY
 
-    files = {family(path.name): f"tests/{path.name}" for path in sorted((ROOT / "tests").glob("test_*.py"))
-             if path.name not in TOOLING_TESTS}
+    files = {
+        family(path.name): f"tests/{path.name}"
+        for path in sorted((ROOT / "tests").glob("test_*.py"))
+        if path.name not in TOOLING_TESTS
+    }
     files[SOAK_FAMILY] = RECIPE_SOAK
     return files
 
@@ -137,8 +143,15 @@ def chunk_path(directory: Path, seed: int, families: Optional[list[str]]) -> Pat
 
 def soak_pytest_args(record: Path, examples: int, window_examples: int) -> tuple[str, ...]:
     """The pytest options of one chunk beyond run_pytest's own: the soak plugin and its example counts."""
-    return ("-p", "properties.soak_plugin", f"--soak-record={record}", f"--soak-examples={examples}",
-            *(f"--soak-examples-for={family}={window_examples}" for family in WINDOW_FAMILIES), "-m", "not meta")
+    return (
+        "-p",
+        "properties.soak_plugin",
+        f"--soak-record={record}",
+        f"--soak-examples={examples}",
+        *(f"--soak-examples-for={family}={window_examples}" for family in WINDOW_FAMILIES),
+        "-m",
+        "not meta",
+    )
 
 
 def soak_reproduce(nodeid: str, seed, examples: Optional[int]) -> str:
@@ -170,8 +183,10 @@ def run_chunk(seed: int, files: list[str], *, examples: int, window_examples: in
         "seconds": round(run.seconds, 1),
         "returncode": run.returncode,
         "status": "ok" if soaked is not None else "error",
-        "command": " ".join(shlex.quote(a) for a in ["pytest", "-n", "0", *shown, f"--hypothesis-profile={SOAK_PROFILE}",
-                                                     f"--hypothesis-seed={seed}", *files]),
+        "command": " ".join(
+            shlex.quote(a)
+            for a in ["pytest", "-n", "0", *shown, f"--hypothesis-profile={SOAK_PROFILE}", f"--hypothesis-seed={seed}", *files]
+        ),
         "tests": soaked["tests"] if soaked else [],
         "output": run.output if soaked is None or run.returncode not in (0, 1) else "",
     }
@@ -192,9 +207,19 @@ def load_chunks(directory: Path) -> list[dict]:
 
 
 def new_family(name: str) -> dict:
-    return {"family": name, "unit": "windows" if name in WINDOW_FAMILIES else "examples", "tests": set(),
-            "examples": 0, "dtypes": {}, "failing_examples": 0, "failure_count": 0, "worst": None, "where": None,
-            "seconds": 0.0, "chunks": set()}
+    return {
+        "family": name,
+        "unit": "windows" if name in WINDOW_FAMILIES else "examples",
+        "tests": set(),
+        "examples": 0,
+        "dtypes": {},
+        "failing_examples": 0,
+        "failure_count": 0,
+        "worst": None,
+        "where": None,
+        "seconds": 0.0,
+        "chunks": set(),
+    }
 
 
 def worse(value, than) -> bool:
@@ -205,7 +230,9 @@ def worse(value, than) -> bool:
 def target(row: dict) -> tuple[bool, str]:
     """Whether a family meets its target (≥ 2,000 windows for distributed, ≥ 20,000 examples per dtype), and what falls short."""
     if row["unit"] == "windows":
-        return row["examples"] >= WINDOW_TARGET, "" if row["examples"] >= WINDOW_TARGET else f"{row['examples']:,} < {WINDOW_TARGET:,} windows"
+        return row["examples"] >= WINDOW_TARGET, "" if row[
+            "examples"
+        ] >= WINDOW_TARGET else f"{row['examples']:,} < {WINDOW_TARGET:,} windows"
     counts: dict[str, int] = {}
     for name, bucket in row["dtypes"].items():
         key = "float64" if name == "n/a" else name  # a property that draws no dtype runs in float64 (or compares no floats)
@@ -232,13 +259,20 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
             best[key] = (chunk, test)
     families: dict[str, dict] = {}
     failures, others = [], []
-    for (seed, nodeid, when), (chunk, test) in sorted(best.items(), key=lambda item: (item[0][1], item[0][0])):
+    for (seed, nodeid, _when), (_chunk, test) in sorted(best.items(), key=lambda item: (item[0][1], item[0][0])):
         soak = test.get("soak") or {}
         if not soak.get("given"):
             if test.get("outcome") in ("failed", "xpassed"):
-                others.append({"test": nodeid, "seed": seed, "when": test.get("when", "call"),
-                               "outcome": test["outcome"], "message": test.get("message", ""),
-                               "reproduce": f"pytest '{nodeid}' --hypothesis-profile={SOAK_PROFILE} --hypothesis-seed={seed}"})
+                others.append(
+                    {
+                        "test": nodeid,
+                        "seed": seed,
+                        "when": test.get("when", "call"),
+                        "outcome": test["outcome"],
+                        "message": test.get("message", ""),
+                        "reproduce": f"pytest '{nodeid}' --hypothesis-profile={SOAK_PROFILE} --hypothesis-seed={seed}",
+                    }
+                )
             continue
         row = families.setdefault(soak["family"], new_family(soak["family"]))
         row["tests"].add(nodeid)
@@ -255,36 +289,72 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
                 mine["worst"] = bucket["worst"]
         if worse(soak["worst"], row["worst"]):
             row["worst"] = soak["worst"]
-            row["where"] = {"test": nodeid, "seed": seed, "comparison": soak["worst_comparison"],
-                            "case": soak["worst_case"]}
+            row["where"] = {"test": nodeid, "seed": seed, "comparison": soak["worst_comparison"], "case": soak["worst_case"]}
         if test.get("outcome") == "failed":
-            others.append({"test": nodeid, "seed": seed, "when": test.get("when", "call"), "outcome": "failed",
-                           "message": test.get("message", ""),
-                           "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples"))})
+            others.append(
+                {
+                    "test": nodeid,
+                    "seed": seed,
+                    "when": test.get("when", "call"),
+                    "outcome": "failed",
+                    "message": test.get("message", ""),
+                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples")),
+                }
+            )
         for failure in soak["failures"]:
-            failures.append({"family": soak["family"], "test": nodeid, "seed": seed, **failure,
-                             "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples"))})
+            failures.append(
+                {
+                    "family": soak["family"],
+                    "test": nodeid,
+                    "seed": seed,
+                    **failure,
+                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples")),
+                }
+            )
         kept = len(soak["failures"])
         if soak["failure_count"] > kept:
-            failures.append({"family": soak["family"], "test": nodeid, "seed": seed, "example": None,
-                             "case": "", "dtype": "", "excess": None, "error": "",
-                             "message": f"{soak['failure_count'] - kept} more failures not kept (--soak-keep)",
-                             "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples"))})
+            failures.append(
+                {
+                    "family": soak["family"],
+                    "test": nodeid,
+                    "seed": seed,
+                    "example": None,
+                    "case": "",
+                    "dtype": "",
+                    "excess": None,
+                    "error": "",
+                    "message": f"{soak['failure_count'] - kept} more failures not kept (--soak-keep)",
+                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples")),
+                }
+            )
     rows = []
     for name in sorted(families):
         row = families[name]
         met, short = target(row)
-        rows.append({**row, "tests": len(row["tests"]), "chunks": sorted(row["chunks"]), "seconds": round(row["seconds"], 3),
-                     "examples_per_second": round(row["examples"] / row["seconds"], 2) if row["seconds"] else None,
-                     "target_met": met, "short_of_target": short})
+        rows.append(
+            {
+                **row,
+                "tests": len(row["tests"]),
+                "chunks": sorted(row["chunks"]),
+                "seconds": round(row["seconds"], 3),
+                "examples_per_second": round(row["examples"] / row["seconds"], 2) if row["seconds"] else None,
+                "target_met": met,
+                "short_of_target": short,
+            }
+        )
     torches = sorted({c.get("torch", "?") for c in chunks})
     return {
         "torch": ", ".join(torches) if torches else "?",
         "hypothesis": ", ".join(sorted({c.get("hypothesis", "?") for c in chunks})),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
-        "chunks": [{k: c.get(k) for k in ("file", "seed", "examples", "window_examples", "date", "seconds",
-                                            "returncode", "status", "command")} for c in chunks],
+        "chunks": [
+            {
+                k: c.get(k)
+                for k in ("file", "seed", "examples", "window_examples", "date", "seconds", "returncode", "status", "command")
+            }
+            for c in chunks
+        ],
         "examples": sum(r["examples"] for r in rows),
         "failing_examples": sum(r["failing_examples"] for r in rows),
         "failure_count": sum(r["failure_count"] for r in rows),
@@ -324,8 +394,11 @@ def render_soak_markdown(report: dict, list_limit: int = 50) -> str:
         f"{len(chunks)} chunk(s), seeds {seeds}; {per_chunk}.",
         "",
         f"**{report['examples']:,} examples, {report['failing_examples']:,} false failures**"
-        + (f" ({report['failure_count']:,} failing properties or comparisons in all)"
-           if report["failure_count"] != report["failing_examples"] else "")
+        + (
+            f" ({report['failure_count']:,} failing properties or comparisons in all)"
+            if report["failure_count"] != report["failing_examples"]
+            else ""
+        )
         + f" in {report['seconds']:,.0f} s inside the soaked tests ({report.get('chunk_seconds', 0):,.0f} s of chunk wall time).",
         "",
         f"Command: `{report['command']}`" if report["command"] else "",
@@ -339,19 +412,26 @@ def render_soak_markdown(report: dict, list_limit: int = 50) -> str:
         failures = f"**{row['failing_examples']:,}**" if row["failing_examples"] else "0"
         rate = "—" if row["examples_per_second"] is None else f"{row['examples_per_second']:.1f}"
         goal = "✓" if row["target_met"] else f"✗ ({row['short_of_target']})"
-        lines.append(f"| {row['family']} | {row['tests']} | {examples} | {dtypes} | {failures} | "
-                     f"{number(row['worst'])} | {rate} | {goal} |")
-    lines += ["", f"*error ÷ tolerance*: max |actual − expected| / (atol + rtol·|expected|) over every comparison of an "
-                  f"example that passed (1 is the tolerance). *target*: ≥ {EXAMPLE_TARGET:,} examples per dtype (n/a: the "
-                  f"property draws no dtype and runs in float64, so it counts as float64), "
-                  f"≥ {WINDOW_TARGET:,} windows for distributed (one example is one window)."]
+        lines.append(
+            f"| {row['family']} | {row['tests']} | {examples} | {dtypes} | {failures} | "
+            f"{number(row['worst'])} | {rate} | {goal} |"
+        )
+    lines += [
+        "",
+        f"*error ÷ tolerance*: max |actual − expected| / (atol + rtol·|expected|) over every comparison of an "
+        f"example that passed (1 is the tolerance). *target*: ≥ {EXAMPLE_TARGET:,} examples per dtype (n/a: the "
+        f"property draws no dtype and runs in float64, so it counts as float64), "
+        f"≥ {WINDOW_TARGET:,} windows for distributed (one example is one window).",
+    ]
     closest = [r for r in report["families"] if r["where"]]
     if closest:
         lines += ["", "## Closest to failing", ""]
         for row in closest:
             where = row["where"]
-            lines.append(f"- **{row['family']}** {number(row['worst'])}: {where['comparison']} in "
-                         f"`{where['test'].split('::')[-1]}` (seed {where['seed']}); {cut(where['case'], 300)}")
+            lines.append(
+                f"- **{row['family']}** {number(row['worst'])}: {where['comparison']} in "
+                f"`{where['test'].split('::')[-1]}` (seed {where['seed']}); {cut(where['case'], 300)}"
+            )
     failures = report["failures"]
     lines += ["", "## False failures", ""]
     if not failures:
@@ -379,8 +459,10 @@ def render_soak_markdown(report: dict, list_limit: int = 50) -> str:
     if report["other_failures"]:
         lines += ["", "## Other failing tests (run once per chunk, not soaked)", ""]
         for other in report["other_failures"]:
-            lines.append(f"- `{other['test']}` ({other['when']}, seed {other['seed']}): {cut(other['message'], 300)}\n"
-                         f"  reproduce: `{other['reproduce']}`")
+            lines.append(
+                f"- `{other['test']}` ({other['when']}, seed {other['seed']}): {cut(other['message'], 300)}\n"
+                f"  reproduce: `{other['reproduce']}`"
+            )
     if broken:
         lines += ["", "## Chunks that did not finish", ""]
         lines += [f"- seed {c['seed']}: status {c['status']}, exit {c['returncode']} after {c['seconds']} s" for c in broken]
@@ -410,17 +492,20 @@ def soak(args, command: str, progress: Callable[[str], None]) -> int:
             progress(f"chunk {seed}: already in {chunk_path(directory, seed, names)}, skipped (--fresh redoes it)")
 
         def one(seed: int) -> dict:
-            chunk = run_chunk(seed, list(files.values()), examples=examples, window_examples=window_examples,
-                              timeout=args.timeout or 24 * 3600)
+            chunk = run_chunk(
+                seed, list(files.values()), examples=examples, window_examples=window_examples, timeout=args.timeout or 24 * 3600
+            )
             chunk["invocation"] = command
             if chunk["status"] == "ok":
                 path = chunk_path(directory, seed, names)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(chunk, indent=1) + "\n")
             given = [t["soak"] for t in chunk["tests"] if (t.get("soak") or {}).get("given")]
-            progress(f"chunk {seed}: {chunk['status']}, {sum(g['examples'] for g in given):,} examples, "
-                     f"{sum(g['failing_examples'] for g in given):,} failing, {chunk['seconds']:.0f} s"
-                     + ("" if chunk["status"] == "ok" else f"; not saved:\n{chunk['output']}"))
+            progress(
+                f"chunk {seed}: {chunk['status']}, {sum(g['examples'] for g in given):,} examples, "
+                f"{sum(g['failing_examples'] for g in given):,} failing, {chunk['seconds']:.0f} s"
+                + ("" if chunk["status"] == "ok" else f"; not saved:\n{chunk['output']}")
+            )
             return chunk
 
         with ThreadPoolExecutor(max_workers=max(1, args.jobs or 1)) as pool:
@@ -437,27 +522,34 @@ def soak(args, command: str, progress: Callable[[str], None]) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m properties.reliability", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m properties.reliability", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seeds", type=int, default=20, help="how many seeds (default: 20)")
     p.add_argument("--start", type=int, default=0, help="first seed (default: 0); with --soak, chunk i uses START+i")
     p.add_argument("--profile", default="thorough", help="Hypothesis profile of the seeds (default: thorough)")
     p.add_argument("--with-meta", action="store_true", help="also run tests/meta")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="seeds (or soak chunks) run at the same time (default: cores; 1 with --soak)")
+    p.add_argument(
+        "--jobs", type=int, default=None, help="seeds (or soak chunks) run at the same time (default: cores; 1 with --soak)"
+    )
     p.add_argument("--timeout", type=float, default=None, help="seconds allowed per seed (default 3600) or chunk (default 86400)")
     p.add_argument("--output", type=Path, default=REPORTS, help="where the reports go (default: reports/)")
     soak_group = p.add_argument_group("soak")
     soak_group.add_argument("--soak", action="store_true", help="run the soak instead of the seeds")
     soak_group.add_argument("--examples", type=int, default=2000, help="examples per @given test per chunk (default: 2000)")
-    soak_group.add_argument("--distributed-examples", type=int, default=None,
-                            help="windows per distributed test per chunk (default: --examples / 10)")
+    soak_group.add_argument(
+        "--distributed-examples", type=int, default=None, help="windows per distributed test per chunk (default: --examples / 10)"
+    )
     soak_group.add_argument("--chunks", type=int, default=1, help="chunks to run (default: 1)")
     soak_group.add_argument("--families", nargs="+", metavar="NAME", help="only these families (module names)")
     soak_group.add_argument("--fresh", action="store_true", help="run chunks again even when their file exists")
     soak_group.add_argument("--render", action="store_true", help="only aggregate the chunk files already there")
-    soak_group.add_argument("--list-limit", type=int, default=50,
-                            help="failures listed per test in soak.md (default 50, 0: all; soak.json has every one kept)")
+    soak_group.add_argument(
+        "--list-limit",
+        type=int,
+        default=50,
+        help="failures listed per test in soak.md (default 50, 0: all; soak.json has every one kept)",
+    )
     return p
 
 
@@ -480,9 +572,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         rows = list(pool.map(one, range(args.start, args.start + args.seeds)))
-    report = {"torch": torch.__version__, "profile": args.profile, "with_meta": args.with_meta,
-              "seconds": round(time.perf_counter() - start, 1), "seeds": rows,
-              "passed": sum(r["passed"] for r in rows)}
+    report = {
+        "torch": torch.__version__,
+        "profile": args.profile,
+        "with_meta": args.with_meta,
+        "seconds": round(time.perf_counter() - start, 1),
+        "seeds": rows,
+        "passed": sum(r["passed"] for r in rows),
+    }
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "reliability.json").write_text(json.dumps(report, indent=1) + "\n")
     (args.output / "reliability.md").write_text(render_markdown(report))

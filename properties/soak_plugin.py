@@ -237,8 +237,15 @@ class SoakStats:
             excess = parse_excess(message)
             if excess is None and over:
                 excess = over[-1][1]
-            record = {"example": self.examples, "dtype": dtype, "case": case, "error": type(error).__name__,
-                      "excess": json_ratio(excess), "comparison": over[-1][0] if over else "", "message": first_lines(message)}
+            record = {
+                "example": self.examples,
+                "dtype": dtype,
+                "case": case,
+                "error": type(error).__name__,
+                "excess": json_ratio(excess),
+                "comparison": over[-1][0] if over else "",
+                "message": first_lines(message),
+            }
             if prop is not None:
                 record["property"] = prop
             self.failures.append(record)
@@ -267,13 +274,24 @@ class SoakStats:
 
 def pytest_addoption(parser):
     group = parser.getgroup("soak", "the soak: many examples, every failure recorded (python -m properties.reliability --soak)")
-    group.addoption("--soak-examples", type=int, default=None, metavar="N",
-                    help="max_examples for every @given test (default: the profile's)")
-    group.addoption("--soak-examples-for", action="append", default=[], metavar="FAMILY=N",
-                    help="max_examples for the @given tests of one family (repeatable)")
+    group.addoption(
+        "--soak-examples", type=int, default=None, metavar="N", help="max_examples for every @given test (default: the profile's)"
+    )
+    group.addoption(
+        "--soak-examples-for",
+        action="append",
+        default=[],
+        metavar="FAMILY=N",
+        help="max_examples for the @given tests of one family (repeatable)",
+    )
     group.addoption("--soak-record", metavar="PATH", default=None, help="write the per-test records as JSON to PATH")
-    group.addoption("--soak-keep", type=int, default=1000, metavar="N",
-                    help="failure records kept per test (default 1000; every failure is counted)")
+    group.addoption(
+        "--soak-keep",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="failure records kept per test (default 1000; every failure is counted)",
+    )
 
 
 def family_examples(config) -> dict[str, int]:
@@ -298,8 +316,15 @@ def soak_settings(parent, max_examples: int):
     """The parent settings, only generating, no database, no deadline, not derandomized, no health check."""
     from hypothesis import HealthCheck, Phase, settings
 
-    return settings(parent, max_examples=max_examples, phases=[Phase.explicit, Phase.generate], database=None,
-                    deadline=None, derandomize=False, suppress_health_check=list(HealthCheck))
+    return settings(
+        parent,
+        max_examples=max_examples,
+        phases=[Phase.explicit, Phase.generate],
+        database=None,
+        deadline=None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -316,8 +341,9 @@ def pytest_runtest_call(item):
     saved = getattr(function, "_hypothesis_internal_use_settings", None) or settings.default
     count = family_examples(item.config).get(family) or item.config.getoption("soak_examples") or saved.max_examples
     original = handle.inner_test
-    stats = SoakStats(original, item.nodeid, tuple(getattr(handle, "_given_kwargs", {}) or ()),
-                      keep=item.config.getoption("soak_keep"))
+    stats = SoakStats(
+        original, item.nodeid, tuple(getattr(handle, "_given_kwargs", {}) or ()), keep=item.config.getoption("soak_keep")
+    )
     function._hypothesis_internal_use_settings = soak_settings(saved, count)
     handle.inner_test = functools.wraps(original)(lambda *args, **kwargs: stats(*args, **kwargs))
     start = time.perf_counter()
@@ -370,8 +396,13 @@ class Collector(audit_plugin.Recorder):
         if not self.write:
             return
         seed = self.config.getoption("hypothesis_seed", default=None)
-        record = {"seed": None if seed is None else str(seed), "examples": self.config.getoption("soak_examples"),
-                  "examples_for": family_examples(self.config), "exitstatus": int(exitstatus), "tests": self.records}
+        record = {
+            "seed": None if seed is None else str(seed),
+            "examples": self.config.getoption("soak_examples"),
+            "examples_for": family_examples(self.config),
+            "exitstatus": int(exitstatus),
+            "tests": self.records,
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(record, indent=1))
 
@@ -384,8 +415,10 @@ class Collector(audit_plugin.Recorder):
         for record in soaked:
             soak = record["soak"]
             worst = "—" if soak["worst"] is None else f"{float(soak['worst']):.3g}"
-            write(f"{record['nodeid']}: {soak['examples']} examples, {soak['failing_examples']} failing, "
-                  f"worst error ÷ tolerance when passing {worst}")
+            write(
+                f"{record['nodeid']}: {soak['examples']} examples, {soak['failing_examples']} failing, "
+                f"worst error ÷ tolerance when passing {worst}"
+            )
             for failure in soak["failures"]:
                 what = f" [{failure['property']}]" if "property" in failure else ""
                 excess = "" if failure["excess"] is None else f" (error ÷ tolerance {float(failure['excess']):.3g})"

@@ -146,8 +146,13 @@ def model_specs(
     check_integer("max_features", max_features, at_least=1)
     widths = None if isinstance(max_features, SearchStrategy) else st.integers(1, max_features)
     return _model_specs(
-        choice_of(kinds), widths, as_strategy(max_features), choice_of(activations),
-        as_strategy(bias), as_strategy(sparse), as_strategy(frozen),
+        choice_of(kinds),
+        widths,
+        as_strategy(max_features),
+        choice_of(activations),
+        as_strategy(bias),
+        as_strategy(sparse),
+        as_strategy(frozen),
     )
 
 

@@ -18,7 +18,9 @@ CATEGORIES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
 def pytest_addoption(parser):
     parser.getgroup("grad_accumulation").addoption(
-        "--summary-json", metavar="PATH", default=None,
+        "--summary-json",
+        metavar="PATH",
+        default=None,
         help="write a JSON summary (torch version, Hypothesis profile and seed, outcome counts) to PATH",
     )
 

@@ -60,7 +60,9 @@ class Record:
     bias: float
 
 
-def tutorial_first_loop(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, epochs: int = EPOCHS) -> list[Record]:
+def tutorial_first_loop(
+    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, epochs: int = EPOCHS
+) -> list[Record]:
     """The tutorial's first loop: per epoch, per sample: zero_grad, loss = (model(xᵢ) − yᵢ)², backward, step."""
     records = []
     for epoch in range(epochs):
@@ -74,7 +76,9 @@ def tutorial_first_loop(model: nn.Module, optimizer: torch.optim.Optimizer, x: t
     return records
 
 
-def tutorial_micro_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int = BATCH_SIZE) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def tutorial_micro_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int = BATCH_SIZE
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """x_train[i:i + batch_size], y_train[i:i + batch_size] for i = 0, batch_size, …: the tutorial's micro-batches."""
     return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
 
@@ -96,7 +100,9 @@ def tutorial_second_loop(
             optimizer.zero_grad()
 
 
-def tutorial_second_run(model: nn.Module, micro_batches, accumulation_steps: int = ACCUMULATION_STEPS, lr: float = LR, epochs: int = EPOCHS) -> None:
+def tutorial_second_run(
+    model: nn.Module, micro_batches, accumulation_steps: int = ACCUMULATION_STEPS, lr: float = LR, epochs: int = EPOCHS
+) -> None:
     """The tutorial's whole second run: SGD(lr) and nn.MSELoss over `epochs` epochs of the second loop."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     for _ in range(epochs):
@@ -110,13 +116,17 @@ def first_loop_closed_form(weight: float, bias: float, x, y, lr: float = LR, epo
     return R.linear_sgd_trajectory(start, steps, lr, lambda p, xb, yb: R.mse_gradients(p, xb, yb, reduction="sum"))
 
 
-def second_loop_closed_form(start: R.LinearParams, micro_batches, accumulation_steps: int, lr: float = LR, epochs: int = EPOCHS) -> list[R.LinearParams]:
+def second_loop_closed_form(
+    start: R.LinearParams, micro_batches, accumulation_steps: int, lr: float = LR, epochs: int = EPOCHS
+) -> list[R.LinearParams]:
     """What the second loop computes: per full window θ ← θ − η·Σⱼ (2/m)Σ(ŷᵢ − yᵢ)xᵢ (the tutorial's ∇W_accumulated); short windows dropped."""
     windows = windows_of(micro_batches, accumulation_steps, keep_short=False) * epochs
     return R.linear_sgd_trajectory(start, windows, lr, R.mse_gradients)
 
 
-def window_mean_closed_form(start: R.LinearParams, micro_batches, accumulation_steps: int, lr: float = LR, epochs: int = EPOCHS) -> list[R.LinearParams]:
+def window_mean_closed_form(
+    start: R.LinearParams, micro_batches, accumulation_steps: int, lr: float = LR, epochs: int = EPOCHS
+) -> list[R.LinearParams]:
     """What full-batch training on each window does: θ ← θ − η·∇(mean loss over the window's rows); short windows stepped."""
     windows = [[R.concatenated(w)] for w in windows_of(micro_batches, accumulation_steps, keep_short=True)] * epochs
     return R.linear_sgd_trajectory(start, windows, lr, R.mse_gradients)

@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from properties import accumulate as A
 from properties.case import Case
 from properties.invariants import equivalence as E
-from properties.models import ModelSpec
 from properties.invariants import tokens as T
 from properties.meta import assert_rejects
+from properties.models import ModelSpec
 
 
 def one_hidden_unit(activation: str, seed: int) -> Case:
@@ -58,7 +58,9 @@ def test_the_mean_of_micro_batch_token_means_is_right_when_every_micro_batch_has
 def test_the_mean_of_micro_batch_token_means_is_wrong_once_padding_makes_the_token_counts_differ():
     example, message = assert_rejects(
         T.check_token_accumulation_matches_full_batch,
-        case=T.CASES_WITH_TOKENS_EVERYWHERE, how=st.just(T.MEAN_OF_MEANS), shrink=True,
+        case=T.CASES_WITH_TOKENS_EVERYWHERE,
+        how=st.just(T.MEAN_OF_MEANS),
+        shrink=True,
     )
     case = example["case"]
     assert len(case.sizes) == 2 and len(set(case.token_counts())) == 2, f"not shrunk to two micro-batches: {example}"

@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from properties import versions
 from properties.case import Case
-from properties.models import ModelSpec
 from properties.devices import device_params
 from properties.invariants import backward as B
+from properties.models import ModelSpec
 from properties.strategies import model_specs
 
 

@@ -24,30 +24,44 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
   <testcase classname="tests.test_versions.TestGroup" name="test_f" time="0.1"/>
 </testsuite></testsuites>"""
 
-ZERO_GRAD = {"name": "Module.zero_grad() sets .grad to None", "since": "2.0.0", "before": False, "after": True,
-             "source": "torch 2.0 release notes", "consequence": "a bare zero_grad() leaves None"}
+ZERO_GRAD = {
+    "name": "Module.zero_grad() sets .grad to None",
+    "since": "2.0.0",
+    "before": False,
+    "after": True,
+    "source": "torch 2.0 release notes",
+    "consequence": "a bare zero_grad() leaves None",
+}
 SAME = {"name": "CPU dtypes that accumulate sparse embedding gradients", "observed": ["float32"], "consequence": ""}
 
 
 def observed(version: str, sets_none: bool, documented: bool) -> dict:
-    return {"environment": {"torch": version, "numpy": "1.26.4", "hypothesis": "6.0"},
-            "behaviours": [{**ZERO_GRAD, "observed": sets_none, "documented": documented}, SAME]}
+    return {
+        "environment": {"torch": version, "numpy": "1.26.4", "hypothesis": "6.0"},
+        "behaviours": [{**ZERO_GRAD, "observed": sets_none, "documented": documented}, SAME],
+    }
 
 
 def fingerprint(weight: float) -> dict:
-    case = {"seeded inputs": {"x": [[0.5, 1.0]]}, "full batch": {"weight": [[weight, 2.0]]},
-            "accumulated": {"weight": [[weight, 2.0]], "bias": None}}
+    case = {
+        "seeded inputs": {"x": [[0.5, 1.0]]},
+        "full batch": {"weight": [[weight, 2.0]]},
+        "accumulated": {"weight": [[weight, 2.0]], "bias": None},
+    }
     return {"torch": "x", "cases": {"Linear(2→1), float64, micro-batches [1], seed 0": case}}
 
 
 def result(version, outcomes, *, sets_none, documented=None, weight=1.0, **extra) -> X.VersionResult:
     documented = sets_none if documented is None else documented
-    return X.VersionResult(version, outcomes=outcomes, observed=observed(version, sets_none, documented),
-                           fingerprint=fingerprint(weight), **extra)
+    return X.VersionResult(
+        version, outcomes=outcomes, observed=observed(version, sets_none, documented), fingerprint=fingerprint(weight), **extra
+    )
 
 
-OLD = {"tests/test_a.py::test_hook": X.Outcome("skipped", "torch 1.13.1: hook only from torch 2.1.0"),
-       "tests/test_a.py::test_sum": X.Outcome("passed")}
+OLD = {
+    "tests/test_a.py::test_hook": X.Outcome("skipped", "torch 1.13.1: hook only from torch 2.1.0"),
+    "tests/test_a.py::test_sum": X.Outcome("passed"),
+}
 NEW = {"tests/test_a.py::test_hook": X.Outcome("passed"), "tests/test_a.py::test_sum": X.Outcome("passed")}
 
 
@@ -101,13 +115,13 @@ def test_a_failure_turns_the_version_red_and_its_message_is_quoted():
 
 @pytest.mark.parametrize(
     "weight, expected",
-    [(1.0, "**Largest difference between versions: 0**"),
-     (1.0 + 2.0**-52, "**Largest difference between versions: 2.22e-16** = 1 u·max|g|"),
-     (1.0 + 1e-6, "**a finding: more than 64 u·max|g|")],
+    [
+        (1.0, "**Largest difference between versions: 0**"),
+        (1.0 + 2.0**-52, "**Largest difference between versions: 2.22e-16** = 1 u·max|g|"),
+        (1.0 + 1e-6, "**a finding: more than 64 u·max|g|"),
+    ],
 )
-def test_the_fingerprint_reports_the_largest_gradient_difference_and_calls_more_than_rounding_a_finding(
-    weight, expected
-):
+def test_the_fingerprint_reports_the_largest_gradient_difference_and_calls_more_than_rounding_a_finding(weight, expected):
     text = report(result("2.13.0", NEW, sets_none=True), result("2.14.1", NEW, sets_none=True, weight=weight))
     assert expected in text
     assert "The same seed draws bitwise the same inputs" in text

@@ -35,8 +35,19 @@ def run(command: list, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_pytest_recipe_exits_1_on_a_wrong_loop_and_says_which_property_broke_and_why():
     done = run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--recipe-examples", "5",
-         "--recipe", "properties.recipes.bundled:steps_every_micro_batch"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            "--recipe-examples",
+            "5",
+            "--recipe",
+            "properties.recipes.bundled:steps_every_micro_batch",
+        ],
         ROOT,
     )
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
@@ -50,8 +61,8 @@ def test_a_users_module_in_its_own_directory_is_checked_by_the_pytest_command(tm
     script = shutil.which("pytest", path=str(Path(sys.executable).parent))
     command = [script] if script else [sys.executable, "-m", "pytest"]
     done = run(
-        command + ["-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "--recipe-examples", "5",
-                   "--recipe", "mymodule:my_loop"],
+        command
+        + ["-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "--recipe-examples", "5", "--recipe", "mymodule:my_loop"],
         tmp_path,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -12,7 +12,7 @@ from properties.models import ModelSpec
 
 pytest_plugins = ["pytester"]
 
-FAKE_PROPERTIES = '''
+FAKE_PROPERTIES = """
 import torch
 from hypothesis import assume, given, strategies as st
 from properties.compare import Tolerance, assert_tensor_close
@@ -40,14 +40,15 @@ def test_two_properties_fail_on_large_n(data):
 
 def test_not_soaked():
     pass
-'''
+"""
 
 
 def test_the_plugin_records_every_failure_with_its_case_and_excess_and_the_run_goes_on(pytester):
     pytester.makepyfile(test_fake=FAKE_PROPERTIES)
     record = pytester.path / "soak.json"
-    result = pytester.runpytest_inprocess("-p", "properties.soak_plugin", "--soak-examples=60",
-                                          f"--soak-record={record}", "-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess(
+        "-p", "properties.soak_plugin", "--soak-examples=60", f"--soak-record={record}", "-p", "no:cacheprovider"
+    )
     result.assert_outcomes(passed=3)
     tests = {t["nodeid"].split("::")[-1]: t for t in json.loads(record.read_text())["tests"]}
     close = tests["test_within_a_tolerance_below_50"]["soak"]
@@ -64,7 +65,11 @@ def test_the_plugin_records_every_failure_with_its_case_and_excess_and_the_run_g
     split = tests["test_two_properties_fail_on_large_n"]["soak"]
     assert split["examples"] == 10 and split["failing_examples"] == 2 and split["failure_count"] == 4
     assert {(f["property"], f["case"], f["excess"]) for f in split["failures"]} == {
-        ("first", "n=8", None), ("second", "n=8", 3.5), ("first", "n=9", None), ("second", "n=9", 3.5)}
+        ("first", "n=8", None),
+        ("second", "n=8", 3.5),
+        ("first", "n=9", None),
+        ("second", "n=9", 3.5),
+    }
     assert tests["test_not_soaked"]["soak"] == {"family": "fake", "given": False}
     summary = result.stdout.str()
     assert "test_fake.py::test_two_properties_fail_on_large_n: 10 examples, 2 failing" in summary
@@ -83,32 +88,79 @@ def test_the_dtype_of_an_example_is_found_in_a_case_a_dict_a_wrapper_or_a_dtype_
 
 
 def soaked(nodeid, family, examples, dtypes, worst=None, failures=(), seconds=1.0, max_examples=100):
-    return {"nodeid": nodeid, "when": "call", "outcome": "passed", "soak": {
-        "family": family, "given": True, "max_examples": max_examples, "examples": examples,
-        "failing_examples": len({f["example"] for f in failures}), "failure_count": len(failures),
-        "failures": list(failures), "worst": worst, "worst_comparison": "grad of 'w'", "worst_case": f"case of {nodeid}",
-        "dtypes": {d: {"examples": n, "failures": 0, "worst": worst} for d, n in dtypes.items()}, "seconds": seconds}}
+    return {
+        "nodeid": nodeid,
+        "when": "call",
+        "outcome": "passed",
+        "soak": {
+            "family": family,
+            "given": True,
+            "max_examples": max_examples,
+            "examples": examples,
+            "failing_examples": len({f["example"] for f in failures}),
+            "failure_count": len(failures),
+            "failures": list(failures),
+            "worst": worst,
+            "worst_comparison": "grad of 'w'",
+            "worst_case": f"case of {nodeid}",
+            "dtypes": {d: {"examples": n, "failures": 0, "worst": worst} for d, n in dtypes.items()},
+            "seconds": seconds,
+        },
+    }
 
 
 def failure(example, excess=2.5, prop=None):
-    record = {"example": example, "dtype": "float64", "case": f"Linear(1→1), float64, seed {example}",
-              "error": "AssertionError", "excess": excess, "comparison": "grad of 'w'", "message": "grad differs\nmore"}
+    record = {
+        "example": example,
+        "dtype": "float64",
+        "case": f"Linear(1→1), float64, seed {example}",
+        "error": "AssertionError",
+        "excess": excess,
+        "comparison": "grad of 'w'",
+        "message": "grad differs\nmore",
+    }
     return {**record, "property": prop} if prop else record
 
 
 def chunk(seed, tests):
-    return {"seed": seed, "examples": 100, "window_examples": 10, "torch": "2.x", "hypothesis": "6.x", "date": "d",
-            "seconds": 9.0, "returncode": 0, "status": "ok", "command": "pytest …", "tests": tests}
+    return {
+        "seed": seed,
+        "examples": 100,
+        "window_examples": 10,
+        "torch": "2.x",
+        "hypothesis": "6.x",
+        "date": "d",
+        "seconds": 9.0,
+        "returncode": 0,
+        "status": "ok",
+        "command": "pytest …",
+        "tests": tests,
+    }
 
 
 CHUNKS = [
-    chunk(1, [soaked("tests/test_a.py::t1", "a", 100, {"float64": 60, "float32": 40}, worst=0.25),
-              soaked("tests/test_a.py::t2", "a", 100, {"float64": 100}, worst=0.5, failures=[failure(3), failure(9)]),
-              soaked("tests/test_distributed.py::w", "distributed", 1200, {"float64": 1200}, worst=0.1),
-              {"nodeid": "tests/test_a.py::plain", "when": "call", "outcome": "failed", "message": "plain broke",
-               "soak": {"family": "a", "given": False}}]),
-    chunk(2, [soaked("tests/test_a.py::t1", "a", 100, {"float64": 50, "float32": 50}, worst=0.75),
-              soaked("tests/test_distributed.py::w", "distributed", 1200, {"float64": 1200}, worst=0.2)]),
+    chunk(
+        1,
+        [
+            soaked("tests/test_a.py::t1", "a", 100, {"float64": 60, "float32": 40}, worst=0.25),
+            soaked("tests/test_a.py::t2", "a", 100, {"float64": 100}, worst=0.5, failures=[failure(3), failure(9)]),
+            soaked("tests/test_distributed.py::w", "distributed", 1200, {"float64": 1200}, worst=0.1),
+            {
+                "nodeid": "tests/test_a.py::plain",
+                "when": "call",
+                "outcome": "failed",
+                "message": "plain broke",
+                "soak": {"family": "a", "given": False},
+            },
+        ],
+    ),
+    chunk(
+        2,
+        [
+            soaked("tests/test_a.py::t1", "a", 100, {"float64": 50, "float32": 50}, worst=0.75),
+            soaked("tests/test_distributed.py::w", "distributed", 1200, {"float64": 1200}, worst=0.2),
+        ],
+    ),
     chunk(2, [soaked("tests/test_a.py::t1", "a", 100, {"float64": 50, "float32": 50}, worst=0.75)]),
 ]
 
@@ -120,14 +172,19 @@ def test_chunks_aggregate_per_family_with_dtypes_failures_the_worst_excess_and_t
     assert report["duplicates_left_out"] == 1, "the same test under the same seed draws the same examples: counted once"
     assert a["examples"] == 300 and a["dtypes"]["float64"]["examples"] == 210 and a["dtypes"]["float32"]["examples"] == 90
     assert a["failing_examples"] == 2 and a["tests"] == 2 and a["examples_per_second"] == 100.0
-    assert a["worst"] == 0.75 and a["where"] == {"test": "tests/test_a.py::t1", "seed": "2", "comparison": "grad of 'w'",
-                                                  "case": "case of tests/test_a.py::t1"}
+    assert a["worst"] == 0.75 and a["where"] == {
+        "test": "tests/test_a.py::t1",
+        "seed": "2",
+        "comparison": "grad of 'w'",
+        "case": "case of tests/test_a.py::t1",
+    }
     assert not a["target_met"] and "float32 90" in a["short_of_target"]
     assert distributed["unit"] == "windows" and distributed["examples"] == 2400 and distributed["target_met"]
     assert report["examples"] == 2700 and report["failing_examples"] == 2
     assert [f["example"] for f in report["failures"]] == [3, 9]
     assert report["failures"][0]["reproduce"] == (
-        "pytest -p properties.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1")
+        "pytest -p properties.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1"
+    )
     assert [o["test"] for o in report["other_failures"]] == ["tests/test_a.py::plain"]
 
 
@@ -153,8 +210,7 @@ def test_a_saved_chunk_is_skipped_the_others_run_and_every_chunk_file_is_aggrega
     monkeypatch.setattr(reliability, "run_chunk", run_chunk)
     (tmp_path / "soak").mkdir()
     (tmp_path / "soak" / "chunk-5-tutorial.json").write_text(json.dumps(CHUNKS[1]))
-    argv = ["--soak", "--families", "tutorial", "--chunks", "2", "--start", "5", "--examples", "30",
-            "--output", str(tmp_path)]
+    argv = ["--soak", "--families", "tutorial", "--chunks", "2", "--start", "5", "--examples", "30", "--output", str(tmp_path)]
     assert reliability.main(argv) == 0
     assert ran == [(6, ("tests/test_tutorial.py",), 30, 3)]
     assert sorted(p.name for p in (tmp_path / "soak").iterdir()) == ["chunk-5-tutorial.json", "chunk-6-tutorial.json"]

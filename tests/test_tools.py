@@ -50,8 +50,15 @@ def fault(name="f", expect_caught=True):
 
 
 def record(nodeid, outcome, first_failure=None, ratio=None, bitwise=False):
-    return {"nodeid": nodeid, "when": "call", "outcome": outcome, "first_failure": first_failure, "message": "m",
-            "error_over_tolerance": ratio, "bitwise": bitwise}
+    return {
+        "nodeid": nodeid,
+        "when": "call",
+        "outcome": outcome,
+        "first_failure": first_failure,
+        "message": "m",
+        "error_over_tolerance": ratio,
+        "bitwise": bitwise,
+    }
 
 
 def test_a_fault_is_credited_only_to_tests_that_passed_without_it_with_the_fewest_examples():
@@ -73,8 +80,17 @@ def test_the_audit_table_has_one_row_per_fault_and_lists_the_gaps():
         audit.verdict(fault("missed"), audit.Run(0, 2.0, [record("t::test_x", "passed")]), set()),
         audit.verdict(fault("control", expect_caught=False), audit.Run(0, 2.0, []), set()),
     ]
-    report = {"torch": "2.x", "profile": "dev", "seed": "0", "xdist": False, "jobs": 2, "seconds": 9.0,
-              "baseline": {"tests_run": 1, "failures": [], "seconds": 1.0}, "faults": rows, "notes": ["n"]}
+    report = {
+        "torch": "2.x",
+        "profile": "dev",
+        "seed": "0",
+        "xdist": False,
+        "jobs": 2,
+        "seconds": 9.0,
+        "baseline": {"tests_run": 1, "failures": [], "seconds": 1.0},
+        "faults": rows,
+        "notes": ["n"],
+    }
     text = audit.render_markdown(report)
     assert "**1/2 faults caught**" in text
     assert "| `caught` | mutant (m) | yes | `test_x` | 3 | structural | 3.0 |" in text
@@ -130,28 +146,56 @@ def test_replay_data_hands_back_the_recorded_draws_in_order():
 
 def test_the_benchmark_sums_examples_and_seconds_per_family_and_fits_the_growth_exponent():
     tests = [
-        {"nodeid": "tests/test_a.py::t1", "when": "call", "examples": 10, "hypothesis_seconds": 1.0,
-         "cold_seconds": 2.0, "replay_seconds": 0.5},
-        {"nodeid": "tests/test_a.py::t2", "when": "call", "examples": 30, "hypothesis_seconds": 1.0,
-         "cold_seconds": None, "replay_seconds": 1.5},
+        {
+            "nodeid": "tests/test_a.py::t1",
+            "when": "call",
+            "examples": 10,
+            "hypothesis_seconds": 1.0,
+            "cold_seconds": 2.0,
+            "replay_seconds": 0.5,
+        },
+        {
+            "nodeid": "tests/test_a.py::t2",
+            "when": "call",
+            "examples": 30,
+            "hypothesis_seconds": 1.0,
+            "cold_seconds": None,
+            "replay_seconds": 1.5,
+        },
         {"nodeid": "tests/test_b.py::t", "when": "call", "examples": None, "hypothesis_seconds": 9.0},
     ]
     (row,) = bench.families(tests)
     assert (row["family"], row["examples"], row["seconds"], row["examples_per_second"]) == ("a", 40, 3.0, 13.333)
     assert row["replay_ratio"] == 1.0 and bench.total_row([row])["replay_ratio"] == 1.0
     assert bench.slope([1, 2, 4, 8], [3, 12, 48, 192]) == 2.0
-    text = bench.render_markdown({"torch": "2.x", "profile": "dev", "seed": "0", "cores": 2, "load_average": None,
-                                  "throughput": {"families": [row], "all": bench.total_row([row]), "failed": []}})
+    text = bench.render_markdown(
+        {
+            "torch": "2.x",
+            "profile": "dev",
+            "seed": "0",
+            "cores": 2,
+            "load_average": None,
+            "throughput": {"families": [row], "all": bench.total_row([row]), "failed": []},
+        }
+    )
     assert "| a | 2 | 40 | 3.00 | 13.3 | 2.00 | 2.00 | 1.00 |" in text and "meets the aim" in text
 
 
 def test_reliability_prints_a_reproduce_command_per_failure():
     command = reliability.reproduce_command("tests/test_a.py::t[x]", "thorough", 7)
     assert command == "pytest 'tests/test_a.py::t[x]' --hypothesis-profile=thorough --hypothesis-seed=7"
-    row = {"seed": 7, "passed": False, "status": "FAIL", "tests": 1, "examples": 5, "seconds": 1.0,
-           "failures": [{"test": "tests/test_a.py::t[x]", "message": "boom", "reproduce": command}]}
-    text = reliability.render_markdown({"torch": "2.x", "profile": "thorough", "with_meta": False, "seconds": 1.0,
-                                        "seeds": [row]})
+    row = {
+        "seed": 7,
+        "passed": False,
+        "status": "FAIL",
+        "tests": 1,
+        "examples": 5,
+        "seconds": 1.0,
+        "failures": [{"test": "tests/test_a.py::t[x]", "message": "boom", "reproduce": command}],
+    }
+    text = reliability.render_markdown(
+        {"torch": "2.x", "profile": "thorough", "with_meta": False, "seconds": 1.0, "seeds": [row]}
+    )
     assert "**0/1 seeds passed**" in text and "| 7 | FAIL | 1 | 5 | 1.0 | `t[x]` |" in text and command in text
 
 
@@ -218,8 +262,12 @@ def comparison_failure(actual, expected, tolerance, **kwargs) -> AssertionError:
     from properties import compare
 
     with pytest.raises(AssertionError) as caught:
-        compare.assert_grads_close({"w": torch.tensor(actual, dtype=torch.float64)},
-                                   {"w": torch.tensor(expected, dtype=torch.float64)}, tolerance=tolerance, **kwargs)
+        compare.assert_grads_close(
+            {"w": torch.tensor(actual, dtype=torch.float64)},
+            {"w": torch.tensor(expected, dtype=torch.float64)},
+            tolerance=tolerance,
+            **kwargs,
+        )
     return caught.value
 
 
@@ -227,7 +275,7 @@ def test_the_error_over_tolerance_line_is_read_from_a_comparison_failure_and_bit
     from properties.compare import EXACT, Tolerance
 
     loose = comparison_failure([1.0, 2.0], [1.0, 2.5], Tolerance(1e-3, 1e-3, "test"))
-    (ratio, bitwise), = audit_plugin.margins_in(str(loose))
+    ((ratio, bitwise),) = audit_plugin.margins_in(str(loose))
     assert ratio == pytest.approx(0.5 / (1e-3 + 1e-3 * 2.5), rel=1e-2) and not bitwise
     assert audit_plugin.failure_margin(loose) == {"error_over_tolerance": ratio, "bitwise": False}
     exact = comparison_failure([1.0], [1.5], EXACT)
@@ -277,9 +325,16 @@ def test_a_faults_margin_is_its_strongest_catch_and_faults_close_to_the_bound_ar
     assert (covered["margin"], covered["structural"], covered["structural_tests"]) == (3.0, False, 1)
     cells = [audit.margin_cell(r) for r in (strong, bitwise, structural, weak, covered)]
     assert cells == ["3.2e+05", "∞ (bitwise)", "structural", "2.5", "3 (also structural)"]
-    report = {"torch": "2.x", "profile": "dev", "seed": "0", "xdist": False, "jobs": 1, "seconds": 5.0,
-              "baseline": {"tests_run": 2, "failures": [], "seconds": 1.0},
-              "faults": [strong, bitwise, structural, weak, covered]}
+    report = {
+        "torch": "2.x",
+        "profile": "dev",
+        "seed": "0",
+        "xdist": False,
+        "jobs": 1,
+        "seconds": 5.0,
+        "baseline": {"tests_run": 2, "failures": [], "seconds": 1.0},
+        "faults": [strong, bitwise, structural, weak, covered],
+    }
     text = audit.render_markdown(report)
     assert "| examples | error ÷ tolerance | seconds |" in text
     assert "| `strong` | mutant (m) | yes | `a`, `b` | 1 | 3.2e+05 | 1.0 |" in text
@@ -307,8 +362,9 @@ def test_passes():
 def test_the_recorder_writes_each_failures_error_over_tolerance(pytester):
     pytester.makepyfile(test_margins=MARGIN_TESTS)
     path = pytester.path / "record.json"
-    result = pytester.runpytest_subprocess("-p", "properties.audit_plugin", "-p", "no:cacheprovider",
-                                           "-p", "no:grad_accumulation", f"--audit-record={path}")
+    result = pytester.runpytest_subprocess(
+        "-p", "properties.audit_plugin", "-p", "no:cacheprovider", "-p", "no:grad_accumulation", f"--audit-record={path}"
+    )
     result.assert_outcomes(passed=1, failed=2)
     records = {r["nodeid"].split("::")[-1]: r for r in json.loads(path.read_text())["tests"]}
     assert records["test_numeric"]["error_over_tolerance"] == 50

@@ -16,9 +16,7 @@ OWNERS = st.sampled_from(Z.OWNERS)
 def _new_default(monkeypatch):
     module_zero_grad, optimizer_zero_grad = nn.Module.zero_grad, optim.Optimizer.zero_grad
     monkeypatch.setattr(nn.Module, "zero_grad", lambda self, set_to_none=True: module_zero_grad(self, set_to_none))
-    monkeypatch.setattr(
-        optim.Optimizer, "zero_grad", lambda self, set_to_none=True: optimizer_zero_grad(self, set_to_none)
-    )
+    monkeypatch.setattr(optim.Optimizer, "zero_grad", lambda self, set_to_none=True: optimizer_zero_grad(self, set_to_none))
 
 
 ZERO_GRAD_NEW_DEFAULT = Mutant(
@@ -28,8 +26,14 @@ ZERO_GRAD_NEW_DEFAULT = Mutant(
 
 @pytest.mark.parametrize(
     "version, zero_grad_sets_none, has_hook, has_step_hooks, has_cpu_scaler",
-    [("1.13.1", False, False, False, False), ("2.0.0", True, False, True, False), ("2.1.0", True, True, True, False),
-     ("2.3.0", True, True, True, True), ("2.13.0", True, True, True, True), ("2.14.1", True, True, True, True)],
+    [
+        ("1.13.1", False, False, False, False),
+        ("2.0.0", True, False, True, False),
+        ("2.1.0", True, True, True, False),
+        ("2.3.0", True, True, True, True),
+        ("2.13.0", True, True, True, True),
+        ("2.14.1", True, True, True, True),
+    ],
 )
 def test_the_version_table_gives_each_version_its_documented_behaviour(
     version, zero_grad_sets_none, has_hook, has_step_hooks, has_cpu_scaler
@@ -53,8 +57,13 @@ def test_a_change_takes_effect_exactly_at_its_version(change):
 
 @pytest.mark.parametrize(
     "text, parsed",
-    [("2.13.0+cpu", (2, 13, 0)), ("1.13.1+cu117", (1, 13, 1)), ("2.0.0rc1", (2, 0, 0)), ("2.1", (2, 1, 0)),
-     ("2.15.0.dev20260101+cu130", (2, 15, 0))],
+    [
+        ("2.13.0+cpu", (2, 13, 0)),
+        ("1.13.1+cu117", (1, 13, 1)),
+        ("2.0.0rc1", (2, 0, 0)),
+        ("2.1", (2, 1, 0)),
+        ("2.15.0.dev20260101+cu130", (2, 15, 0)),
+    ],
 )
 def test_parse_version_reads_the_release_and_ignores_local_and_pre_release_parts(text, parsed):
     assert versions.parse_version(text) == parsed

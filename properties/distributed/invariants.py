@@ -114,8 +114,11 @@ def check_step_matches_full_batch_step(pool: RankPool, case: DistributedCase) ->
     for record in records[1:]:
         for name, value in record.tensors("params").items():
             assert_tensor_close(
-                value, reference[name], name=f"parameter {name!r} on rank {record.rank} vs rank 0",
-                tolerance=EXACT, context=f"{case}; after the window's SGD step, ranks must hold identical parameters",
+                value,
+                reference[name],
+                name=f"parameter {name!r} on rank {record.rank} vs rank 0",
+                tolerance=EXACT,
+                context=f"{case}; after the window's SGD step, ranks must hold identical parameters",
             )
     assert_grads_close(
         reference,

@@ -83,8 +83,10 @@ class RankPool:
         for rank in range(self.world_size):
             parent_end, child_end = ctx.Pipe()
             process = ctx.Process(
-                target=serve, args=(rank, self.world_size, self._store.port, child_end, lifeline, self.timeout),
-                name=f"gloo-rank-{rank}", daemon=True,
+                target=serve,
+                args=(rank, self.world_size, self._store.port, child_end, lifeline, self.timeout),
+                name=f"gloo-rank-{rank}",
+                daemon=True,
             )
             process.start()
             child_end.close()
@@ -131,7 +133,10 @@ class RankPool:
             if not ready:
                 self._fail(
                     f"no answer from rank(s) {sorted(waiting.values())} within {timeout:g} s while {what}: "
-                    "a hung collective or a stuck rank", errors, answered=sorted(answers))
+                    "a hung collective or a stuck rank",
+                    errors,
+                    answered=sorted(answers),
+                )
             for ready_object in ready:
                 rank = waiting.get(ready_object)
                 if rank is None:
@@ -155,8 +160,10 @@ class RankPool:
         """Fail because rank `rank` ended (its pipe closed or its process exited)."""
         self._procs[rank].join(1.0)
         self._fail(
-            f"rank {rank} exited with code {self._procs[rank].exitcode} after {time.monotonic() - started:.2f} s "
-            f"while {what}", errors, answered=sorted(answers))
+            f"rank {rank} exited with code {self._procs[rank].exitcode} after {time.monotonic() - started:.2f} s while {what}",
+            errors,
+            answered=sorted(answers),
+        )
 
     def _fail(self, message: str, errors: dict, *, answered: list, full: bool = False) -> None:
         """Shut the pool down and raise RankFailure with `message`, what answered, and what the ranks raised."""

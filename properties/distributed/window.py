@@ -72,9 +72,7 @@ def misbehave(fault: Fault | None, rank: int) -> None:
     time.sleep(3600)
 
 
-def run_window(
-    case: DistributedCase, rank: int, group, *, loop: str = "global-mean", fault: Fault | None = None
-) -> WindowRecord:
+def run_window(case: DistributedCase, rank: int, group, *, loop: str = "global-mean", fault: Fault | None = None) -> WindowRecord:
     """DDP over `group`: k − 1 weighted backward calls inside no_sync(), one synchronised, then optimizer.step()."""
     from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
     from torch.nn.parallel import DistributedDataParallel

@@ -52,7 +52,8 @@ def doubled_tolerances(once: G.GradMap) -> dict:
     """g + g = 2g is exact for a dense .grad; a sparse .grad holds g's entries twice, summed in some order when densified."""
     return {
         name: summation_tolerance(g.dtype, 2 * g._nnz(), 2 * B.sparse_term_magnitudes([{name: g}])[0][name])
-        if g is not None and g.is_sparse else EXACT
+        if g is not None and g.is_sparse
+        else EXACT
         for name, g in once.items()
     }
 
@@ -154,8 +155,7 @@ def check_frozen_and_non_leaf_get_no_grad(case: Case) -> None:
             if tensor.is_leaf or tensor.grad is None:
                 continue
             raise AssertionError(
-                f"non-leaf tensor ({label}, shape {tuple(tensor.shape)}) has a .grad after backward; "
-                f"expected None; case: {case}"
+                f"non-leaf tensor ({label}, shape {tuple(tensor.shape)}) has a .grad after backward; expected None; case: {case}"
             )
 
 
@@ -171,9 +171,7 @@ def check_autograd_grad_leaves_grad_untouched(case: Case) -> None:
     for name, p in model.named_parameters():
         if p.grad is not before[name]:
             raise AssertionError(f"torch.autograd.grad replaced .grad of {name!r}; case: {case}")
-    assert_grads_close(
-        G.grads(model), snapshot, tolerance=EXACT, context=f"{case}; .grad before vs after torch.autograd.grad"
-    )
+    assert_grads_close(G.grads(model), snapshot, tolerance=EXACT, context=f"{case}; .grad before vs after torch.autograd.grad")
     reference = case.build_model()
     G.mse(reference, x, y).backward()
     assert_grads_close(

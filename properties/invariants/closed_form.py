@@ -24,7 +24,9 @@ def rounding_tolerances(case: Case, magnitudes: dict[str, np.ndarray], terms: in
     u = unit_roundoff(case.dtype)
     g = gamma(terms, u)
     return {
-        name: Tolerance(0.0, 2 * 2 * g * float(np.max(m, initial=0.0)), f"2·γ_{terms}·(2/c)·Σ(|W||x|+|b|+|y|)|x|, u={u:.3g}, both sides")
+        name: Tolerance(
+            0.0, 2 * 2 * g * float(np.max(m, initial=0.0)), f"2·γ_{terms}·(2/c)·Σ(|W||x|+|b|+|y|)|x|, u={u:.3g}, both sides"
+        )
         for name, m in magnitudes.items()
     }
 

@@ -45,7 +45,9 @@ def repeats_an_index(case: Case) -> bool:
 SPARSE_CASES = cases(models=model_specs(["embedding"], sparse=True), sizes=batch_splits(min_k=2)).filter(repeats_an_index)
 
 
-def row_tolerances(model: nn.Module, spec: ModelSpec, dtype: torch.dtype, micro_batches: Sequence[R.Batch]) -> dict[str, Tolerance]:
+def row_tolerances(
+    model: nn.Module, spec: ModelSpec, dtype: torch.dtype, micro_batches: Sequence[R.Batch]
+) -> dict[str, Tolerance]:
     """Per parameter, 2·γ_K·M for the window's mean-loss gradient, however it is split and summed (`properties.bounds`).
 
     `spec` is a ModelSpec or a LayerCase. M and K come from replaying the window's forward and
@@ -111,7 +113,9 @@ def check_windows_match_full_batch_steps(case: Case, steps: int, set_to_none: bo
         for name, value in a.params.items():
             g = expected[name]
             if g is None:
-                assert_tensor_close(value, before[name], name=f"frozen parameter {name!r} after step {t}", tolerance=EXACT, context=context)
+                assert_tensor_close(
+                    value, before[name], name=f"frozen parameter {name!r} after step {t}", tolerance=EXACT, context=context
+                )
                 continue
             used = a.grads[name]
             additions = 1 + (used._nnz() if used is not None and used.is_sparse else 1)

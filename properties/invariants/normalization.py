@@ -90,12 +90,17 @@ class LayerCase:
         """Built on the meta device, materialised with to_empty, then every parameter and buffer drawn from a seeded generator."""
         meta = dict(device="meta", dtype=torch.float64)
         model = nn.Sequential(
-            nn.Linear(self.in_features, self.hidden, **meta), self._layer(), nn.Tanh(), nn.Linear(self.hidden, self.out_features, **meta)
+            nn.Linear(self.in_features, self.hidden, **meta),
+            self._layer(),
+            nn.Tanh(),
+            nn.Linear(self.hidden, self.out_features, **meta),
         ).to_empty(device="cpu")
         generator = torch.Generator().manual_seed(self.seed)
         with torch.no_grad():
             for name, tensor in sorted(list(model.named_parameters()) + list(model.named_buffers())):
-                noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float64) if tensor.is_floating_point() else None
+                noise = (
+                    torch.randn(tensor.shape, generator=generator, dtype=torch.float64) if tensor.is_floating_point() else None
+                )
                 if name.endswith("num_batches_tracked"):
                     tensor.zero_()
                 elif name.endswith("running_var"):

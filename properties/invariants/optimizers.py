@@ -94,7 +94,13 @@ def check_step_follows_documented_update(case: Case, spec: OptimizerSpec, steps:
                 continue
             step = int(expected_state[name]["step"]) if "step" in expected_state[name] else t
             tol = update_tolerances(spec, theta[name], grads[name], state[name], expected_state[name], step, case.dtype)
-            assert_tensor_close(p.detach(), expected_params[name], name=f"parameter {name!r} after step {t}", tolerance=tol["param"], context=context)
+            assert_tensor_close(
+                p.detach(),
+                expected_params[name],
+                name=f"parameter {name!r} after step {t}",
+                tolerance=tol["param"],
+                context=context,
+            )
             compare_state(actual_state[name], expected_state[name], tol, where=f"of {name!r} after step {t}", context=context)
 
 
@@ -112,7 +118,9 @@ def gradient_condition(snapshots: Sequence[R.Snapshot], bounds: Sequence[dict[st
     return rho
 
 
-def direction_magnitude(spec: OptimizerSpec, a: torch.Tensor, previous: dict, state_after: dict, t: int) -> tuple[torch.Tensor, dict]:
+def direction_magnitude(
+    spec: OptimizerSpec, a: torch.Tensor, previous: dict, state_after: dict, t: int
+) -> tuple[torch.Tensor, dict]:
     """The step direction's recurrence run on a = |g| + λ|θ| and the previous entries' magnitudes: what its rounding errors scale with.
 
     SGD: |buffer| = μ·|buffer| + (1 − τ)·a, direction a + μ·|buffer| (Nesterov) or |buffer|;
@@ -137,7 +145,9 @@ def direction_magnitude(spec: OptimizerSpec, a: torch.Tensor, previous: dict, st
     return (entries["exp_avg"] / (1 - beta1**t)) / ((v / (1 - beta2**t)).sqrt() + o["eps"]), entries
 
 
-def absolute_run(spec: OptimizerSpec, starts: Sequence[dict], snapshots: Sequence[R.Snapshot]) -> list[dict[str, dict[str, float]]]:
+def absolute_run(
+    spec: OptimizerSpec, starts: Sequence[dict], snapshots: Sequence[R.Snapshot]
+) -> list[dict[str, dict[str, float]]]:
     """Per step and parameter: 'update' = max η·|direction| and each state entry's magnitude, run on |g| + λ|θ| from the start."""
     running: dict[str, dict] = {}
     result = []
@@ -154,7 +164,9 @@ def absolute_run(spec: OptimizerSpec, starts: Sequence[dict], snapshots: Sequenc
     return result
 
 
-def check_accumulated_trajectory_equals_full_batch(case: Case, spec: OptimizerSpec, steps: int, how: str = A.SCALED_MEANS) -> None:
+def check_accumulated_trajectory_equals_full_batch(
+    case: Case, spec: OptimizerSpec, steps: int, how: str = A.SCALED_MEANS
+) -> None:
     """T windows of (zero_grad, accumulate, step) give the parameters and optimizer state of T full-batch steps, at every step.
 
     Each gradient element is one sum in two orders, so the two differ by at most a relative
@@ -190,7 +202,10 @@ def check_accumulated_trajectory_equals_full_batch(case: Case, spec: OptimizerSp
             f"{case}; {spec}, step {t} of {steps}: accumulated {A.PROCEDURES[how]} vs full-batch steps; "
             f"gradient condition ρ={rho:.3g}"
         )
-        grad_tol = {name: Tolerance(tol.rtol, tol.atol * 4 ** (t - 1), f"{tol.reason}, ×4 per earlier step") for name, tol in bound.items()}
+        grad_tol = {
+            name: Tolerance(tol.rtol, tol.atol * 4 ** (t - 1), f"{tol.reason}, ×4 per earlier step")
+            for name, tol in bound.items()
+        }
         assert_grads_close(a.grads, f.grads, tolerance=grad_tol, context=context, what=f".grad at step {t}")
         for name, value in f.params.items():
             if name not in size:
@@ -201,7 +216,9 @@ def check_accumulated_trajectory_equals_full_batch(case: Case, spec: OptimizerSp
             tol = Tolerance(4 * t * u, allowed, f"4·{amplification}·ρ·Σ η|Δ| = 4·{amplification}·{rho:.3g}·{moved[name]:.3g}")
             assert_tensor_close(a.params[name], value, name=f"parameter {name!r} after step {t}", tolerance=tol, context=context)
             tolerances = {
-                key: Tolerance(4 * t * u, 4 * amplification * rho * size[name].get(key, 0.0), f"4·{amplification}·ρ·|{key}| run on |g|")
+                key: Tolerance(
+                    4 * t * u, 4 * amplification * rho * size[name].get(key, 0.0), f"4·{amplification}·ρ·|{key}| run on |g|"
+                )
                 for key in f.state[name]
             }
             compare_state(a.state[name], f.state[name], tolerances, where=f"of {name!r} after step {t}", context=context)

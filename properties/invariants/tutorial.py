@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from properties import reference as R
-from properties.accumulate import windows_of
 from properties import tutorial as T
+from properties.accumulate import windows_of
 from properties.case import Case, dtype_name
 from properties.compare import Tolerance, assert_grads_close, assert_tensor_close, gamma, unit_roundoff
 from properties.strategies import cases, model_specs, seeds
@@ -130,8 +130,13 @@ def check_tutorial_loop_matches_window_mean(case: Case, accumulation_steps: int)
     magnitudes = R.summed([R.mse_gradient_magnitudes(start, x, y) for x, y in batches])
     n = case.rows + case.model.in_features + 16
     tolerance = {
-        name: Tolerance(0.0, 4 * gamma(n, unit_roundoff(case.dtype)) * (float(np.max(np.abs(start.named()[name]))) + T.LR * len(windows) * float(np.max(m))),
-                        f"2·γ_{n}·(|θ| + η·|gradient terms|) per window")
+        name: Tolerance(
+            0.0,
+            4
+            * gamma(n, unit_roundoff(case.dtype))
+            * (float(np.max(np.abs(start.named()[name]))) + T.LR * len(windows) * float(np.max(m))),
+            f"2·γ_{n}·(|θ| + η·|gradient terms|) per window",
+        )
         for name, m in magnitudes.items()
     }
     assert_grads_close(
@@ -161,16 +166,24 @@ def check_tutorial_data_step_is_k_times_the_window_mean_step(seed: int) -> None:
     window = batches[: T.ACCUMULATION_STEPS]
     mean_step = T.window_mean_closed_form(start, window, T.ACCUMULATION_STEPS, epochs=1)[-1]
     moved = {name: p.detach() - torch.from_numpy(start.named()[name]) for name, p in model.named_parameters()}
-    k_times = {name: torch.from_numpy(T.ACCUMULATION_STEPS * (value - start.named()[name])) for name, value in mean_step.named().items()}
+    k_times = {
+        name: torch.from_numpy(T.ACCUMULATION_STEPS * (value - start.named()[name])) for name, value in mean_step.named().items()
+    }
     magnitudes = R.summed([R.mse_gradient_magnitudes(start, x, y) for x, y in window])
     n = 2 * T.BATCH_SIZE + 16
     tolerance = {
-        name: Tolerance(0.0, 4 * gamma(n, unit_roundoff(torch.float64)) * (float(np.max(np.abs(start.named()[name]))) + T.LR * float(np.max(m))),
-                        f"2·γ_{n}·(|θ| + η·|gradient terms|), float64")
+        name: Tolerance(
+            0.0,
+            4 * gamma(n, unit_roundoff(torch.float64)) * (float(np.max(np.abs(start.named()[name]))) + T.LR * float(np.max(m))),
+            f"2·γ_{n}·(|θ| + η·|gradient terms|), float64",
+        )
         for name, m in magnitudes.items()
     }
     assert_grads_close(
-        moved, k_times, tolerance=tolerance, what="update Δθ",
+        moved,
+        k_times,
+        tolerance=tolerance,
+        what="update Δθ",
         context=f"the tutorial's second loop, epoch 1 from w={w0:.6g}, b={b0:.6g} (seed {seed}) vs {T.ACCUMULATION_STEPS} × the window-mean SGD step",
     )
 

@@ -125,52 +125,65 @@ def _linear_retains_grad(monkeypatch) -> None:
 
 
 BACKWARD_OVERWRITES = Mutant(
-    "backward-overwrites-grad", "backward() replaces .grad instead of adding to it",
+    "backward-overwrites-grad",
+    "backward() replaces .grad instead of adding to it",
     lambda mp: _wrap_backward(mp, _overwrite),
 )
 BACKWARD_DROPS_LATER_CALLS = Mutant(
-    "backward-drops-later-calls", "backward() does nothing once .grad exists",
+    "backward-drops-later-calls",
+    "backward() does nothing once .grad exists",
     lambda mp: _wrap_backward(mp, _first_call_only),
 )
 AUTOGRAD_GRAD_ACCUMULATES = Mutant(
     "autograd-grad-accumulates", "torch.autograd.grad also adds its result into .grad", _accumulating_autograd_grad
 )
 ZERO_GRAD_SKIPS_LAST_PARAMETER = Mutant(
-    "module-zero-grad-skips-last-parameter", "Module.zero_grad leaves the last parameter's .grad alone",
+    "module-zero-grad-skips-last-parameter",
+    "Module.zero_grad leaves the last parameter's .grad alone",
     lambda mp: _patch_zero_grad(mp, module_skip_last=True),
 )
 ZERO_GRAD_SKIPS_LAST_GROUP = Mutant(
-    "optimizer-zero-grad-skips-last-group", "Optimizer.zero_grad leaves the last param group alone",
+    "optimizer-zero-grad-skips-last-group",
+    "Optimizer.zero_grad leaves the last param group alone",
     lambda mp: _patch_zero_grad(mp, optimizer_skip_last=True),
 )
 ZERO_GRAD_IGNORES_SET_TO_NONE = Mutant(
-    "zero-grad-ignores-set-to-none", "zero_grad(set_to_none=True) zeroes instead of setting None",
+    "zero-grad-ignores-set-to-none",
+    "zero_grad(set_to_none=True) zeroes instead of setting None",
     lambda mp: _patch_zero_grad(mp, how="ignore_set_to_none"),
 )
 ZERO_GRAD_REPLACES_TENSOR = Mutant(
-    "zero-grad-replaces-tensor", "zero_grad(set_to_none=False) assigns a new zeros tensor instead of zeroing in place",
+    "zero-grad-replaces-tensor",
+    "zero_grad(set_to_none=False) assigns a new zeros tensor instead of zeroing in place",
     lambda mp: _patch_zero_grad(mp, how="replace"),
 )
 ZERO_GRAD_LEAVES_RESIDUE = Mutant(
-    "zero-grad-leaves-residue", "zero_grad(set_to_none=False) scales .grad by 1e-3 instead of zeroing it",
+    "zero-grad-leaves-residue",
+    "zero_grad(set_to_none=False) scales .grad by 1e-3 instead of zeroing it",
     lambda mp: _patch_zero_grad(mp, how="residue"),
 )
 ZERO_GRAD_OLD_DEFAULT = Mutant(
-    "zero-grad-1.x-default", "zero_grad() defaults to set_to_none=False, as before torch 2.0",
+    "zero-grad-1.x-default",
+    "zero_grad() defaults to set_to_none=False, as before torch 2.0",
     lambda mp: _patch_zero_grad(mp, default=False),
 )
 HOOK_FIRES_TWICE = Mutant(
     "post-accumulate-hook-fires-twice", "post-accumulate-grad hooks run twice per backward", _hook_fires_twice
 )
-FREEZING_IGNORED = Mutant(
-    "requires-grad-false-ignored", "Parameter.requires_grad_(False) does nothing", _freezing_ignored
-)
-NON_LEAF_RETAINS_GRAD = Mutant(
-    "non-leaf-retains-grad", "Linear outputs keep a .grad after backward", _linear_retains_grad
-)
+FREEZING_IGNORED = Mutant("requires-grad-false-ignored", "Parameter.requires_grad_(False) does nothing", _freezing_ignored)
+NON_LEAF_RETAINS_GRAD = Mutant("non-leaf-retains-grad", "Linear outputs keep a .grad after backward", _linear_retains_grad)
 
 MUTANTS = (
-    BACKWARD_OVERWRITES, BACKWARD_DROPS_LATER_CALLS, AUTOGRAD_GRAD_ACCUMULATES, ZERO_GRAD_SKIPS_LAST_PARAMETER,
-    ZERO_GRAD_SKIPS_LAST_GROUP, ZERO_GRAD_IGNORES_SET_TO_NONE, ZERO_GRAD_REPLACES_TENSOR, ZERO_GRAD_LEAVES_RESIDUE,
-    ZERO_GRAD_OLD_DEFAULT, HOOK_FIRES_TWICE, FREEZING_IGNORED, NON_LEAF_RETAINS_GRAD,
+    BACKWARD_OVERWRITES,
+    BACKWARD_DROPS_LATER_CALLS,
+    AUTOGRAD_GRAD_ACCUMULATES,
+    ZERO_GRAD_SKIPS_LAST_PARAMETER,
+    ZERO_GRAD_SKIPS_LAST_GROUP,
+    ZERO_GRAD_IGNORES_SET_TO_NONE,
+    ZERO_GRAD_REPLACES_TENSOR,
+    ZERO_GRAD_LEAVES_RESIDUE,
+    ZERO_GRAD_OLD_DEFAULT,
+    HOOK_FIRES_TWICE,
+    FREEZING_IGNORED,
+    NON_LEAF_RETAINS_GRAD,
 )

@@ -50,15 +50,18 @@ def _summing_allreduce_hook(process_group, bucket):
 
 
 NO_SYNC_DOES_NOTHING = Mutant(
-    "ddp-no-sync-does-nothing", "DistributedDataParallel.no_sync() is a null context: every backward all-reduces",
+    "ddp-no-sync-does-nothing",
+    "DistributedDataParallel.no_sync() is a null context: every backward all-reduces",
     lambda mp: _install(mp, "no_sync", "ddp-no-sync-does-nothing", _null_no_sync),
 )
 NO_SYNC_NEVER_RESTORES = Mutant(
-    "ddp-no-sync-never-restores", "leaving DistributedDataParallel.no_sync() does not re-enable gradient sync",
+    "ddp-no-sync-never-restores",
+    "leaving DistributedDataParallel.no_sync() does not re-enable gradient sync",
     lambda mp: _install(mp, "no_sync", "ddp-no-sync-never-restores", _no_sync_never_restores),
 )
 ALLREDUCE_SUMS = Mutant(
-    "ddp-allreduce-sums", "DDP's allreduce communication hook sums gradients over ranks instead of averaging",
+    "ddp-allreduce-sums",
+    "DDP's allreduce communication hook sums gradients over ranks instead of averaging",
     lambda mp: _install(mp, "allreduce_hook", "ddp-allreduce-sums", _summing_allreduce_hook),
 )
 

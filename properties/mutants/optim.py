@@ -39,7 +39,22 @@ def _adam_with(monkeypatch, change) -> None:
 def _adam_without_bias_correction(monkeypatch) -> None:
     """Adam whose step is η·m/(√v + ε): the bias corrections 1/(1 − βᵗ) left out."""
 
-    def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *args, beta1, beta2, lr, weight_decay, eps, maximize, **kwargs):
+    def adam(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        max_exp_avg_sqs,
+        state_steps,
+        *args,
+        beta1,
+        beta2,
+        lr,
+        weight_decay,
+        eps,
+        maximize,
+        **kwargs,
+    ):
         decoupled = kwargs.get("decoupled_weight_decay", False)
         with torch.no_grad():
             for param, grad, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, state_steps):
@@ -69,21 +84,35 @@ def _set(**values):
 
 
 SGD_SIGN_FLIPPED = Mutant(
-    "sgd-sign-flipped", "SGD steps uphill: θ ← θ + η·g", lambda mp: _sgd_with(mp, lambda kw: {**kw, "maximize": not kw["maximize"]})
+    "sgd-sign-flipped",
+    "SGD steps uphill: θ ← θ + η·g",
+    lambda mp: _sgd_with(mp, lambda kw: {**kw, "maximize": not kw["maximize"]}),
 )
 SGD_LR_DOUBLED = Mutant("sgd-lr-doubled", "SGD uses 2η", lambda mp: _sgd_with(mp, lambda kw: {**kw, "lr": 2 * kw["lr"]}))
-SGD_DAMPENING_IGNORED = Mutant("sgd-dampening-ignored", "SGD's momentum buffer ignores dampening", lambda mp: _sgd_with(mp, _set(dampening=0.0)))
-SGD_NESTEROV_IGNORED = Mutant("sgd-nesterov-ignored", "SGD(nesterov=True) uses plain momentum", lambda mp: _sgd_with(mp, _set(nesterov=False)))
-SGD_WEIGHT_DECAY_IGNORED = Mutant("sgd-weight-decay-ignored", "SGD ignores weight_decay", lambda mp: _sgd_with(mp, _set(weight_decay=0.0)))
+SGD_DAMPENING_IGNORED = Mutant(
+    "sgd-dampening-ignored", "SGD's momentum buffer ignores dampening", lambda mp: _sgd_with(mp, _set(dampening=0.0))
+)
+SGD_NESTEROV_IGNORED = Mutant(
+    "sgd-nesterov-ignored", "SGD(nesterov=True) uses plain momentum", lambda mp: _sgd_with(mp, _set(nesterov=False))
+)
+SGD_WEIGHT_DECAY_IGNORED = Mutant(
+    "sgd-weight-decay-ignored", "SGD ignores weight_decay", lambda mp: _sgd_with(mp, _set(weight_decay=0.0))
+)
 ADAM_WITHOUT_BIAS_CORRECTION = Mutant(
     "adam-without-bias-correction", "Adam and AdamW step by η·m/(√v + ε), without 1/(1 − βᵗ)", _adam_without_bias_correction
 )
 ADAMW_COUPLED_WEIGHT_DECAY = Mutant(
-    "adamw-coupled-weight-decay", "AdamW adds λθ to the gradient (Adam's L2) instead of decaying θ",
+    "adamw-coupled-weight-decay",
+    "AdamW adds λθ to the gradient (Adam's L2) instead of decaying θ",
     _adamw_coupled,
 )
 
 MUTANTS = (
-    SGD_SIGN_FLIPPED, SGD_LR_DOUBLED, SGD_DAMPENING_IGNORED, SGD_NESTEROV_IGNORED, SGD_WEIGHT_DECAY_IGNORED,
-    ADAM_WITHOUT_BIAS_CORRECTION, ADAMW_COUPLED_WEIGHT_DECAY,
+    SGD_SIGN_FLIPPED,
+    SGD_LR_DOUBLED,
+    SGD_DAMPENING_IGNORED,
+    SGD_NESTEROV_IGNORED,
+    SGD_WEIGHT_DECAY_IGNORED,
+    ADAM_WITHOUT_BIAS_CORRECTION,
+    ADAMW_COUPLED_WEIGHT_DECAY,
 )

@@ -21,7 +21,8 @@ def _clip_grad_norm_ignored(monkeypatch) -> None:
 
 
 OPTIMIZER_ZERO_GRAD_IGNORED = Mutant(
-    "optimizer-zero-grad-ignored", "Optimizer.zero_grad does nothing, so gradients carry into the next window",
+    "optimizer-zero-grad-ignored",
+    "Optimizer.zero_grad does nothing, so gradients carry into the next window",
     _zero_grad_ignored,
 )
 CLIP_GRAD_NORM_IGNORED = Mutant(

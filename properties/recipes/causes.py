@@ -157,16 +157,20 @@ def known_mistakes(example, i: int, expected) -> list[tuple[G.GradMap, str]]:
             partial = clipped(G.combine([partial, part]), example.clip_norm)
         norm = float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in G.combine(weighted).values() if g is not None])))
         unclipped = f"step {i + 1}'s gradient was not clipped (its norm {norm:.4g} > max_norm={example.clip_norm})"
-        per_step = "clip_grad_norm_ was applied at every micro-step, to a partial sum: clip once, after the window's last backward"
+        per_step = (
+            "clip_grad_norm_ was applied at every micro-step, to a partial sum: clip once, after the window's last backward"
+        )
         mistakes += [(G.combine(weighted), unclipped), (partial, per_step)]
     summed = G.combine([part for _, part in expected.parts])
     k, short = example.k, len(sizes) < example.k
-    mistakes.append((
-        clipped(scaled(summed, 1 / k), example.clip_norm),
-        f"each micro-batch's mean loss was divided by k={k}: a sample then weighs 1/(k·mⱼ) instead of 1/n_window, "
-        f"wrong for {'a window of fewer than k micro-batches' if short else 'micro-batches of unequal size'} "
-        f"(this window: {sizes}); {FIX_WEIGHTS}",
-    ))
+    mistakes.append(
+        (
+            clipped(scaled(summed, 1 / k), example.clip_norm),
+            f"each micro-batch's mean loss was divided by k={k}: a sample then weighs 1/(k·mⱼ) instead of 1/n_window, "
+            f"wrong for {'a window of fewer than k micro-batches' if short else 'micro-batches of unequal size'} "
+            f"(this window: {sizes}); {FIX_WEIGHTS}",
+        )
+    )
     if len(sizes) > 1:
         summed_cause = (
             f"the gradient is {len(sizes)}× the reference (k×): the {len(sizes)} micro-batch mean losses were summed with no 1/k"

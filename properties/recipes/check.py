@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from hypothesis import HealthCheck, Phase, find, settings
-from hypothesis import errors
+from hypothesis import HealthCheck, Phase, errors, find, settings
 
 from properties.recipes.causes import likely_causes
 from properties.recipes.checks import PROPERTIES, RecipeProperty, failing
@@ -128,4 +127,3 @@ def run_check(recipe: Callable, options: RecipeOptions) -> RecipeReport:
         "check_example(recipe, error.example) replays this one"
     )
     raise error_for(recipe, observation, failures, "counterexample (shrunk)", tail)
-

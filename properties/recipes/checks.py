@@ -9,7 +9,6 @@ from typing import Callable
 import torch
 
 from properties import bounds as B
-from properties import grads as G
 from properties.case import dtype_name
 from properties.compare import Tolerance, assert_grads_close, summation_tolerance, unit_roundoff
 from properties.recipes.examples import RecipeCase
@@ -112,10 +111,7 @@ def check_steps(observation: Observation) -> None:
     example, got, want = observation.example, observation.run.step_rows, observation.reference.step_rows
     if got != want:
         called = f"called {plural(len(got), 'time')}, {placements(example, got)}" if got else "never called"
-        raise AssertionError(
-            f"optimizer.step() was {called}; "
-            f"expected {plural(len(want), 'step')}, {placements(example, want)}"
-        )
+        raise AssertionError(f"optimizer.step() was {called}; expected {plural(len(want), 'step')}, {placements(example, want)}")
 
 
 def check_no_leak(observation: Observation) -> None:
@@ -228,21 +224,15 @@ PROPERTIES = (
     RecipeProperty("finite", "every parameter stays finite", check_finite),
     RecipeProperty("steps", "one optimizer step at the end of each window", check_steps),
     RecipeProperty("leaks", "no gradient leaks from one window into the next", check_no_leak),
-    RecipeProperty(
-        "scheduler", "the scheduler steps once per optimizer step", check_scheduler, "scheduler"
-    ),
+    RecipeProperty("scheduler", "the scheduler steps once per optimizer step", check_scheduler, "scheduler"),
     RecipeProperty(
         "scale",
         "a non-finite micro-step skips its whole window and backs the scale off once",
         check_scale,
         "scaler",
     ),
-    RecipeProperty(
-        "gradients", "each step uses the mean-loss gradient of its window's samples", check_step_gradients
-    ),
-    RecipeProperty(
-        "parameters", "the final parameters equal one full-batch step per window", check_parameters
-    ),
+    RecipeProperty("gradients", "each step uses the mean-loss gradient of its window's samples", check_step_gradients),
+    RecipeProperty("parameters", "the final parameters equal one full-batch step per window", check_parameters),
 )
 BY_NAME = {prop.name: prop for prop in PROPERTIES}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+
 from properties.recipes.errors import RecipeContractError
 
 POSITIONAL = ("model", "optimizer", "micro_batches", "loss_fn", "accumulation_steps")
@@ -36,7 +37,8 @@ def check_contract(recipe: object, extras: tuple[str, ...] = ()) -> None:
     except TypeError as error:
         wanted = SIGNATURE if not extras else SIGNATURE[:-1] + ", " + ", ".join(f"{e}=…" for e in extras) + ")"
         needed = [
-            EXTRAS[p.name] for p in signature.parameters.values()
+            EXTRAS[p.name]
+            for p in signature.parameters.values()
             if p.name in EXTRAS and p.name not in extras and p.default is p.empty
         ]
         raise RecipeContractError(
@@ -46,4 +48,3 @@ def check_contract(recipe: object, extras: tuple[str, ...] = ()) -> None:
             + (f"; to hand it what it needs, check it with {' and '.join(needed)}" if needed else ""),
             property="contract",
         ) from None
-

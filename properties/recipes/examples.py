@@ -101,8 +101,10 @@ class RecipeCase:
             parts.append(f"StepLR(step_size=1, gamma={SCHEDULER_GAMMA})")
         if self.scaler:
             bad = [j + 1 for j in self.non_finite]
-            parts.append(f"GradScaler(init_scale={SCALER_SETTINGS['init_scale']:g}), "
-                         + (f"inf target in micro-batch {', '.join(map(str, bad))}" if bad else "all finite"))
+            parts.append(
+                f"GradScaler(init_scale={SCALER_SETTINGS['init_scale']:g}), "
+                + (f"inf target in micro-batch {', '.join(map(str, bad))}" if bad else "all finite")
+            )
         return "; ".join(parts)
 
     def _repr_pretty_(self, printer, cycle) -> None:

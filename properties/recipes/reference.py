@@ -15,8 +15,16 @@ from properties.recipes.trace import Run, loss_function, observe
 
 
 def full_batch_steps(
-    model, optimizer, micro_batches, loss_fn, accumulation_steps, *,
-    last_window="step", max_norm=None, scheduler=None, scaler=None,
+    model,
+    optimizer,
+    micro_batches,
+    loss_fn,
+    accumulation_steps,
+    *,
+    last_window="step",
+    max_norm=None,
+    scheduler=None,
+    scaler=None,
 ) -> None:
     """For each window of k micro-batches: L = mean loss over all its samples, one backward, (clip), one step, (schedule)."""
     for window in windows_of(micro_batches, accumulation_steps, keep_short=last_window != "drop"):

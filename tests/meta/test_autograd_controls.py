@@ -54,9 +54,7 @@ def test_the_hook_property_rejects_a_hook_that_fires_twice(monkeypatch):
     assert "fired" in message
 
 
-@pytest.mark.parametrize(
-    "mutant", [M.ZERO_GRAD_SKIPS_LAST_PARAMETER, M.ZERO_GRAD_IGNORES_SET_TO_NONE], ids=lambda m: m.name
-)
+@pytest.mark.parametrize("mutant", [M.ZERO_GRAD_SKIPS_LAST_PARAMETER, M.ZERO_GRAD_IGNORES_SET_TO_NONE], ids=lambda m: m.name)
 def test_the_set_to_none_property_rejects_a_zero_grad_that_leaves_a_tensor(monkeypatch, mutant):
     mutant.apply(monkeypatch)
     _, message = assert_rejects(Z.check_reset_to_none, case=Z.CASES, owner=st.just("module"), groups=Z.GROUPS)
@@ -69,7 +67,8 @@ def test_the_set_to_none_property_rejects_an_optimizer_zero_grad_that_skips_a_gr
 
 
 @pytest.mark.parametrize(
-    "mutant", [M.ZERO_GRAD_REPLACES_TENSOR, M.ZERO_GRAD_LEAVES_RESIDUE, M.ZERO_GRAD_SKIPS_LAST_PARAMETER],
+    "mutant",
+    [M.ZERO_GRAD_REPLACES_TENSOR, M.ZERO_GRAD_LEAVES_RESIDUE, M.ZERO_GRAD_SKIPS_LAST_PARAMETER],
     ids=lambda m: m.name,
 )
 def test_the_in_place_property_rejects_a_zero_grad_that_replaces_skips_or_leaves_residue(monkeypatch, mutant):
@@ -89,6 +88,9 @@ def test_the_fresh_gradient_property_rejects_a_zero_grad_that_leaves_residue(mon
     mutant.apply(monkeypatch)
     _, message = assert_rejects(
         Z.check_backward_after_reset_is_fresh,
-        case=Z.CASES, owner=st.just("module"), groups=Z.GROUPS, how=st.just("set_to_none=False"),
+        case=Z.CASES,
+        owner=st.just("module"),
+        groups=Z.GROUPS,
+        how=st.just("set_to_none=False"),
     )
     assert "no residue" in message

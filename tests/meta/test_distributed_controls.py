@@ -40,18 +40,14 @@ def test_the_allreduce_count_rejects_a_forward_outside_no_sync(rank_pool):
 
 def test_the_local_gradient_property_rejects_a_no_sync_that_does_nothing(rank_pool, monkeypatch):
     M.NO_SYNC_DOES_NOTHING.apply(monkeypatch)
-    _, message = assert_rejects(
-        lambda case: D.check_gradients_stay_local_inside_no_sync(rank_pool, case), case=D.SPLIT_WINDOWS
-    )
+    _, message = assert_rejects(lambda case: D.check_gradients_stay_local_inside_no_sync(rank_pool, case), case=D.SPLIT_WINDOWS)
     assert "synchronised before the window ended" in message, message
 
 
 @pytest.mark.parametrize("mutant", [M.ALLREDUCE_SUMS, M.NO_SYNC_NEVER_RESTORES], ids=lambda m: m.name)
 def test_the_full_batch_property_rejects_an_allreduce_that_sums_or_never_happens(rank_pool, monkeypatch, mutant):
     mutant.apply(monkeypatch)
-    example, message = assert_rejects(
-        lambda case: D.check_window_gives_full_batch_gradient(rank_pool, case), case=D.ANY_WINDOWS
-    )
+    example, message = assert_rejects(lambda case: D.check_window_gives_full_batch_gradient(rank_pool, case), case=D.ANY_WINDOWS)
     if mutant is M.ALLREDUCE_SUMS:
         assert f"actual ≈ {example['case'].world_size} × expected" in message, message
 

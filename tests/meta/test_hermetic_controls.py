@@ -42,8 +42,14 @@ def test_global_state_names_exactly_the_field_a_statement_changes_and_restore_un
 def test_the_suite_fails_each_test_that_leaves_global_state_changed_and_passes_one_that_does_not(pytester):
     """One in-process pytest run under the suite's own conftest: one test per change, one clean test."""
     pytester.makeconftest(ROOT_CONFTEST.read_text(encoding="utf-8"))
-    body = ["import torch", "from properties.hermetic import set_deterministic_algorithms", "",
-            "def test_clean():", "    torch.zeros(1)", ""]
+    body = [
+        "import torch",
+        "from properties.hermetic import set_deterministic_algorithms",
+        "",
+        "def test_clean():",
+        "    torch.zeros(1)",
+        "",
+    ]
     for field, statement in [*CHANGES.items(), ("reseeded", RESEED)]:
         body += [f"def test_changes_{field}():", f"    {statement}", ""]
     pytester.makepyfile(test_state="\n".join(body))

@@ -39,7 +39,9 @@ def test_the_documented_update_property_rejects_every_broken_update(monkeypatch,
 def test_the_trajectory_property_rejects_accumulation_that_weights_micro_batches_wrongly(how):
     _, message = assert_rejects(
         O.check_accumulated_trajectory_equals_full_batch,
-        case=O.DENSE_CASES, spec=O.TRAJECTORY_SPECS, steps=O.STEPS, how=st.just(how),
+        case=O.DENSE_CASES,
+        spec=O.TRAJECTORY_SPECS,
+        steps=O.STEPS,
+        how=st.just(how),
     )
     assert A.PROCEDURES[how] in message
-

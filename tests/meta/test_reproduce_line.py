@@ -10,7 +10,7 @@ pytestmark = pytest.mark.meta
 
 ROOT_CONFTEST = Path(__file__).resolve().parents[2] / "conftest.py"
 
-FAILING_PROPERTY = '''
+FAILING_PROPERTY = """
 from hypothesis import Phase, given, settings
 from properties.models import ModelSpec
 from properties.strategies import batch_splits, cases
@@ -20,7 +20,7 @@ from properties.strategies import batch_splits, cases
 @given(case=cases(models=ModelSpec("linear", 2, 1), sizes=batch_splits(max_k=3)))
 def test_every_case_is_a_single_micro_batch(case):
     assert len(case.sizes) == 1, f"{len(case.sizes)} micro-batches"
-'''
+"""
 
 
 def test_a_failing_property_prints_the_shrunk_case_the_reproduce_blob_and_the_command(pytester):
@@ -28,9 +28,7 @@ def test_a_failing_property_prints_the_shrunk_case_the_reproduce_blob_and_the_co
     pytester.makepyfile(test_failing=FAILING_PROPERTY)
     profile = settings.get_current_profile_name()
     try:
-        result = pytester.runpytest(
-            "-p", "no:cacheprovider", "--assert=plain", "--hypothesis-profile=dev", "--hypothesis-seed=3"
-        )
+        result = pytester.runpytest("-p", "no:cacheprovider", "--assert=plain", "--hypothesis-profile=dev", "--hypothesis-seed=3")
     finally:
         settings.load_profile(profile)
     result.assert_outcomes(failed=1)
