@@ -5,9 +5,12 @@
 For each version: create or reuse `.matrix/venvs/torch-VERSION`, install `torch==VERSION` with the
 extra requirements `EXTRA_REQUIREMENTS` gives that version, then this suite (editable); run
 `properties.observe` and `properties.fingerprint` there, and the suite with `--junitxml`. Then
-write `reports/matrix.md` and, beside it, `reports/matrix/torch-VERSION.{xml,observed.json,
-fingerprint.json}`. A reused environment only reinstalls the suite. Needs nothing but the
-standard library in the Python that runs it; torch is imported only inside the environments.
+write `matrix.md` and, beside it, `matrix/torch-VERSION.{xml,observed.json,fingerprint.json}`
+into a run directory, `.matrix/runs/DATE-TIME/` (git-ignored), or into the committed `reports/`
+with `--update-reports`. A reused environment only reinstalls the suite; a version that the
+running Python already has (with this suite installed) runs there, with no environment at all.
+Needs nothing but the standard library in the Python that runs it; torch is imported only by
+the suite's own processes.
 """
 
 from __future__ import annotations
@@ -426,6 +429,7 @@ class Options:
     render_only: bool
     min_free_gb: float
     pytest_args: tuple[str, ...]
+    here: bool = True
 
     def raw(self, version: str, suffix: str) -> Path:
         """reports/matrix/torch-VERSION.SUFFIX."""
@@ -466,8 +470,28 @@ def installed_torch(python: Path) -> Optional[str]:
     return output or None
 
 
+def suite_installed(python: str) -> bool:
+    """Whether `python` has this suite installed (so that its pytest plugin and profiles load)."""
+    script = "import importlib.metadata as m\ntry: m.distribution('grad-accumulation-properties'); print('yes')\nexcept Exception: pass"
+    return subprocess.run([python, "-c", script], capture_output=True, text=True).stdout.strip() == "yes"
+
+
+def running_environment(version: str, options: Options) -> Optional[Path]:
+    """The running Python, when it already has torch `version` and this suite installed (and --reinstall was not asked)."""
+    if options.reinstall or not options.here:
+        return None
+    current = installed_torch(Path(sys.executable))
+    if current is None or release(current) != release(version) or not suite_installed(sys.executable):
+        return None
+    return Path(sys.executable)
+
+
 def prepare(version: str, options: Options, result: VersionResult, log: Path) -> Optional[Path]:
-    """Create or reuse the version's environment; install torch (unless already there) and the suite. Its python."""
+    """The running Python if it has the version; else create or reuse its environment, install torch (unless there) and the suite."""
+    here = running_environment(version, options)
+    if here is not None:
+        result.reused = True
+        return here
     venv = options.cache / "venvs" / f"torch-{version}"
     python = venv / "bin" / "python"
     wanted = requirements(version)
@@ -535,6 +559,13 @@ def probe_and_test(python: Path, version: str, options: Options, result: Version
         result.problem = f"pytest exited {status}: {tail(log, 3)}"
 
 
+def where(python: Path, result: VersionResult) -> str:
+    """How the version's Python was had: the running one, a reused environment, or a new install."""
+    if python == Path(sys.executable):
+        return "the running Python has it"
+    return "reused, suite reinstalled" if result.reused else "installed"
+
+
 def run_version(version: str, options: Options, log_dir: Path) -> None:
     """Install (or reuse), probe and test one version; write its raw results under reports/matrix/."""
     result = VersionResult(version)
@@ -548,11 +579,11 @@ def run_version(version: str, options: Options, log_dir: Path) -> None:
     result.install_s = time.perf_counter() - started
     if python is not None:
         print(
-            f"torch {version}: {'reused, suite reinstalled' if result.reused else 'installed'} in {seconds(result.install_s)}",
+            f"torch {version}: {where(python, result)} in {seconds(result.install_s)}",
             flush=True,
         )
         probe_and_test(python, version, options, result, log)
-        result.venv_bytes = directory_bytes(python.parent.parent)
+        result.venv_bytes = 0 if python == Path(sys.executable) else directory_bytes(python.parent.parent)
         print(
             f"torch {version}: probed in {seconds(result.probe_s)}, tested in {seconds(result.test_s)} (log: {log})", flush=True
         )
@@ -610,7 +641,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple[list[str], Options]:
         "with --render-only, those with results in the reports folder)",
     )
     parser.add_argument("--cache", default=str(ROOT / ".matrix"), help="environments live here (default: %(default)s)")
-    parser.add_argument("--reports", default=str(ROOT / "reports"), help="matrix.md and matrix/ go here")
+    parser.add_argument(
+        "--reports",
+        default=None,
+        help="matrix.md and matrix/ go here (default: a new .matrix/runs/DATE-TIME/; reports/ with --update-reports or --render-only)",
+    )
+    parser.add_argument("--update-reports", action="store_true", help="write the committed reports/matrix.md and reports/matrix/")
+    parser.add_argument("--no-running-python", action="store_true", help="never run a version in the running Python")
     parser.add_argument("--python", default=sys.executable, help="interpreter the environments are made from")
     parser.add_argument("--profile", default="dev", help="Hypothesis profile (default: %(default)s)")
     parser.add_argument("--seed", default="0", help="--hypothesis-seed, the same for every version (default: 0)")
@@ -622,9 +659,15 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple[list[str], Options]:
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:cut])
+    if args.reports:
+        reports = Path(args.reports)
+    elif args.update_reports or args.render_only:
+        reports = ROOT / "reports"
+    else:
+        reports = Path(args.cache) / "runs" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     options = Options(
         Path(args.cache).resolve(),
-        Path(args.reports).resolve(),
+        reports.resolve(),
         args.python,
         args.profile,
         args.seed,
@@ -634,6 +677,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple[list[str], Options]:
         args.render_only,
         args.min_free_gb,
         tuple(argv[cut + 1 :]),
+        not args.no_running_python,
     )
     return list(dict.fromkeys(args.versions or default_versions(options))), options
 
@@ -649,10 +693,11 @@ def default_versions(options: Options) -> list[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     versions, options = parse_args(argv)
     started = time.perf_counter()
-    (options.reports / "matrix").mkdir(parents=True, exist_ok=True)
     if not options.render_only:
         (options.cache / "venvs").mkdir(parents=True, exist_ok=True)
         (options.cache / ".gitignore").write_text("*\n")
+    (options.reports / "matrix").mkdir(parents=True, exist_ok=True)
+    if not options.render_only:
         (options.cache / "logs").mkdir(exist_ok=True)
         for version in versions:
             run_version(version, options, options.cache / "logs")

@@ -179,3 +179,21 @@ def test_a_node_id_is_rebuilt_from_the_junit_class_name_with_or_without_the_file
     assert X.node_id("tests.test_matrix", "test_x[a-b]") == "tests/test_matrix.py::test_x[a-b]"
     assert X.node_id("tests.gone.test_y.TestZ", "test_w", root=None) == "tests/gone/test_y.py::TestZ::test_w"
     assert X.node_id("", "tests.test_broken") == "tests.test_broken"
+
+
+def test_a_matrix_run_writes_a_run_directory_unless_told_to_update_the_committed_reports():
+    _, options = X.parse_args(["2.13.0"])
+    assert options.reports.parent == (X.ROOT / ".matrix" / "runs").resolve()
+    assert X.parse_args(["2.13.0", "--update-reports"])[1].reports == (X.ROOT / "reports").resolve()
+    assert X.parse_args(["--render-only"])[1].reports == (X.ROOT / "reports").resolve()
+
+
+def test_the_version_the_running_python_has_runs_there_without_an_environment():
+    import torch
+
+    version = torch.__version__.split("+")[0]
+    _, options = X.parse_args([version])
+    assert X.running_environment(version, options) == X.Path(X.sys.executable)
+    assert X.running_environment("1.0.0", options) is None
+    assert X.running_environment(version, X.parse_args([version, "--no-running-python"])[1]) is None
+    assert X.running_environment(version, X.parse_args([version, "--reinstall"])[1]) is None
