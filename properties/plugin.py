@@ -131,6 +131,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     config.stash[RECIPE] = load_recipe(spec)
     config.stash[OPTIONS] = recipe_options(config)
+    if "s" not in config.option.reportchars and "a" not in config.option.reportchars.lower():
+        config.option.reportchars += "s"  # a property skipped under --recipe always says why
     config.args[:] = [importlib.util.find_spec(RECIPE_TESTS).origin]
 
 

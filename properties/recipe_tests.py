@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, reject
+from hypothesis.errors import Unsatisfiable
 
 from properties.recipes.check import error_for, search_settings
 from properties.recipes.checks import BY_NAME
@@ -15,6 +16,7 @@ from properties.recipes.observation import Observation
 
 def holds(name: str, recipe, options, config) -> None:
     """Property `name` holds for `recipe` on every drawn example; otherwise fail with the shrunk one and its cause."""
+    __tracebackhide__ = True
     contract_holds(recipe, options)
     prop = BY_NAME[name]
     if not prop.applies(options):
@@ -24,12 +26,17 @@ def holds(name: str, recipe, options, config) -> None:
     @given(example=recipe_cases(options))
     def property_holds(example):
         observation = Observation(recipe, example)
+        if name != "runs" and observation.run.error is not None:
+            reject()  # test_the_recipe_runs_without_raising reports the exception, once
         try:
             prop.check(observation)
         except AssertionError as error:
             raise error_for(recipe, observation, [(prop, str(error))], "counterexample (shrunk)") from None
 
-    message = failure(property_holds)
+    try:
+        message = failure(property_holds)
+    except Unsatisfiable:
+        pytest.skip(f"{prop.sentence}: the recipe raised on every example (see test_the_recipe_runs_without_raising)")
     if message:
         command = f"pytest {' '.join(config.invocation_params.args)}"
         pytest.fail(f"{message}\n  reproduce: `{command}` draws the same examples again (derandomized)", pytrace=False)

@@ -67,6 +67,27 @@ def test_a_users_module_in_its_own_directory_is_checked_by_the_pytest_command(tm
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "8 passed, 2 skipped" in done.stdout.splitlines()[-1]
+    assert "SKIPPED" in done.stdout and "only with --recipe-scheduler" in done.stdout, "a skip must say why"
+
+
+RAISING_MODULE = """
+def breaks(model, optimizer, micro_batches, loss_fn, accumulation_steps):
+    raise RuntimeError("out of memory, say")
+"""
+
+
+def test_a_recipe_that_raises_fails_once_with_its_exception_and_every_other_property_says_why_it_skipped(tmp_path):
+    (tmp_path / "raising.py").write_text(textwrap.dedent(RAISING_MODULE))
+    done = run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]
+        + ["--recipe-examples", "3", "--recipe", "raising:breaks"],
+        tmp_path,
+    )
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 failed" in done.stdout.splitlines()[-1], done.stdout[-2000:]
+    assert "::test_the_recipe_runs_without_raising - Failed" in done.stdout
+    assert "the recipe raised on every example" in done.stdout
+    assert "ExceptionGroup" not in done.stdout and "out of memory, say" in done.stdout
 
 
 def test_importing_the_plugin_and_the_recipes_package_loads_neither_torch_nor_hypothesis():

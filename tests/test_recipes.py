@@ -8,11 +8,12 @@ from hypothesis import given, settings
 from properties.case import Case
 from properties.models import ModelSpec
 from properties.recipes import BUGGY_RECIPES, CORRECT_RECIPE, RecipeContractError, RecipeError, check_recipe
-from properties.recipes.bundled import drops_last_window
+from properties.recipes.bundled import accumulate, drops_last_window
 from properties.recipes.check import check_example
 from properties.recipes.examples import RecipeCase, recipe_cases
 from properties.recipes.misbehaving import MISBEHAVING, takes_four_arguments
 from properties.recipes.optimizers import OptimizerChoice
+from properties.tutorial import tutorial_second_loop
 
 CORE_BUGS = [bug for bug in BUGGY_RECIPES if not bug.options]
 
@@ -104,3 +105,18 @@ def test_unknown_options_are_refused_before_anything_runs():
         check_recipe(CORRECT_RECIPE, optimizers=("LBFGS",))
     with pytest.raises(ValueError, match="last_window='keep'"):
         check_recipe(CORRECT_RECIPE, last_window="keep")
+
+
+def test_a_misspelled_option_is_rejected_with_the_valid_ones_and_the_nearest():
+    with pytest.raises(TypeError, match=r"'max_exampels' \(did you mean 'max_examples'\?\); the options are: max_examples"):
+        check_recipe(accumulate, max_exampels=5)
+
+
+def test_all_failures_reports_every_failing_property_each_with_its_own_shrunk_counterexample():
+    with pytest.raises(RecipeError) as caught:
+        check_recipe(tutorial_second_loop, max_examples=30, all_failures=True)
+    error = caught.value
+    names = [error.property] + [other.property for other in error.others]
+    assert len(names) >= 2 and len(set(names)) == len(names), names
+    assert str(error).startswith(f"{len(names)} recipe properties fail"), str(error)[:200]
+    assert all(other.example is not None for other in error.others)

@@ -37,10 +37,13 @@ def check_recipe(recipe, **options):
     (clip once per window, after accumulating); scheduler=True with scheduler= a StepLR (step it once
     per optimizer step taken); scaler=True with scaler= a CPU GradScaler, while some micro-batches get
     an inf target (a window holding one is skipped whole and the scale backs off once).
+    all_failures=True searches on after the first failing property and reports every failing
+    property, each with its own shrunk counterexample (slower, only when the recipe fails).
     """
+    __tracebackhide__ = True
     from properties.recipes.check import run_check
 
-    return run_check(recipe, RecipeOptions(**options))
+    return run_check(recipe, RecipeOptions.of(**options))
 
 
 def __getattr__(name: str):

@@ -72,7 +72,7 @@ def check_example(recipe: Callable, example: RecipeCase, properties: tuple[Recip
 
 
 def search_settings(options: RecipeOptions) -> settings:
-    """Derandomized, no database, no deadline: the same examples on every run, shrunk on failure."""
+    """Derandomized, no database, no deadline, one bug per search: the same examples on every run, shrunk on failure."""
     return settings(
         max_examples=options.max_examples,
         database=None,
@@ -80,6 +80,7 @@ def search_settings(options: RecipeOptions) -> settings:
         deadline=None,
         phases=(Phase.generate, Phase.shrink),
         suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
     )
 
 
@@ -93,17 +94,16 @@ def not_deterministic(recipe: Callable, locked: list[RecipeProperty], where: str
     )
 
 
-def run_check(recipe: Callable, options: RecipeOptions) -> RecipeReport:
-    """Check the contract, then search for a failing example; raise RecipeError with it shrunk, or return a report."""
-    check_contract(recipe, options.extras())
-    if options.scaler and not scaler_supported():
-        raise RuntimeError("scaler=True needs torch.amp.GradScaler on CPU (torch ≥ 2.3)")
+def search(recipe: Callable, options: RecipeOptions, candidates: tuple[RecipeProperty, ...], calls: list[int]):
+    """The shrunk example on which the first of `candidates` to fail fails, and that property; None when none fails."""
     locked: list[RecipeProperty] = []
-    calls = [0]
 
     def fails(example: RecipeCase) -> bool:
         calls[0] += 1
-        found = failing(Observation(recipe, example), tuple(locked) or PROPERTIES)
+        observation = Observation(recipe, example)
+        if observation.run.error is not None and all(p.name != "runs" for p in candidates):
+            return False  # the 'runs' property already reports a recipe that raises
+        found = failing(observation, tuple(locked) or candidates)
         if found and not locked:
             locked.append(found[0][0])
         return bool(found)
@@ -112,18 +112,60 @@ def run_check(recipe: Callable, options: RecipeOptions) -> RecipeReport:
     try:
         example = find(recipe_cases(options), fails, settings=search_settings(options))
     except errors.NoSuchExample:
-        applied = [p.sentence for p in PROPERTIES if p.applies(options)]
-        return RecipeReport(recipe_name(recipe), calls[0], tuple(applied), options)
+        return None
     except flaky as error:
         raise not_deterministic(recipe, locked, str(error).splitlines()[0]) from None
+    return example, locked
+
+
+def run_check(recipe: Callable, options: RecipeOptions) -> RecipeReport:
+    """Check the contract, then search for a failing example; raise RecipeError with it shrunk, or return a report.
+
+    With options.all_failures the search goes on without each property found failing, so every
+    failing property is reported with its own shrunk counterexample.
+    """
+    __tracebackhide__ = True
+    check_contract(recipe, options.extras())
+    if options.scaler and not scaler_supported():
+        raise RuntimeError("scaler=True needs torch.amp.GradScaler on CPU (torch ≥ 2.3)")
+    calls = [0]
+    applicable = tuple(p for p in PROPERTIES if p.applies(options))
+    found: list[RecipeError] = []
+    candidates = PROPERTIES
+    while candidates:
+        result = search(recipe, options, candidates, calls)
+        if result is None:
+            break
+        example, locked = result
+        found.append(shrunk_error(recipe, options, example, locked))
+        if not options.all_failures:
+            break
+        candidates = tuple(p for p in candidates if p is not locked[0])
+    if not found:
+        return RecipeReport(recipe_name(recipe), calls[0], tuple(p.sentence for p in applicable), options)
+    first, others = found[0], tuple(found[1:])
+    if others:
+        sections = [str(first)] + [str(error) for error in others]
+        first = RecipeError(
+            f"{len(found)} recipe properties fail:\n\n" + "\n\n".join(sections),
+            property=first.property,
+            example=first.example,
+            causes=first.causes,
+            others=others,
+        )
+    raise first
+
+
+def shrunk_error(recipe: Callable, options: RecipeOptions, example: RecipeCase, locked: list[RecipeProperty]) -> RecipeError:
+    """The RecipeError for the property `locked` names on its shrunk example, with how to reproduce it."""
     observation = Observation(recipe, example)
     failures = failing(observation)
-    if not failures:
-        raise not_deterministic(recipe, locked, repr(example))
+    if not any(prop is locked[0] for prop, _ in failures):
+        return not_deterministic(recipe, locked, repr(example))
     failures.sort(key=lambda item: item[0] is not locked[0])
     call = ", ".join(filter(None, [recipe_name(recipe), options.call()]))
     tail = (
         f"\n  reproduce: check_recipe({call}) draws the same examples on every run (derandomized); "
         "check_example(recipe, error.example) replays this one"
     )
-    raise error_for(recipe, observation, failures, "counterexample (shrunk)", tail)
+    return error_for(recipe, observation, failures, "counterexample (shrunk)", tail)

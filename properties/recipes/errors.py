@@ -4,13 +4,17 @@ from __future__ import annotations
 
 
 class RecipeError(AssertionError):
-    """A recipe property failed: `.property`, `.example` (check_example replays it) and `.causes` say which, where, why."""
+    """A recipe property failed: `.property`, `.example` (check_example replays it) and `.causes` say which, where, why.
 
-    def __init__(self, message: str, *, property: str = "", example=None, causes: tuple[str, ...] = ()):
+    With check_recipe(..., all_failures=True), `.others` holds one more RecipeError per other failing property.
+    """
+
+    def __init__(self, message: str, *, property: str = "", example=None, causes: tuple[str, ...] = (), others: tuple = ()):
         super().__init__(message)
         self.property = property
         self.example = example
         self.causes = tuple(causes)
+        self.others = tuple(others)
 
 
 class RecipeContractError(RecipeError):

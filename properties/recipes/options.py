@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 OPTIMIZER_NAMES = ("SGD", "SGD+momentum", "Adam", "AdamW")
@@ -24,6 +25,20 @@ class RecipeOptions:
     models: tuple[str, ...] = MODEL_KINDS
     max_micro_batches: int = 7
     max_k: int = 4
+    all_failures: bool = False
+
+    @classmethod
+    def of(cls, **options) -> "RecipeOptions":
+        """The options check_recipe was given; an unknown name is a TypeError listing the valid ones (and the nearest)."""
+        valid = list(cls.__dataclass_fields__)
+        unknown = [name for name in options if name not in valid]
+        if unknown:
+            hints = []
+            for name in unknown:
+                near = difflib.get_close_matches(name, valid, n=1)
+                hints.append(f"{name!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+            raise TypeError(f"check_recipe got unknown option(s) {', '.join(hints)}; the options are: {', '.join(valid)}")
+        return cls(**options)
 
     def __post_init__(self):
         dtype = self.dtype if isinstance(self.dtype, str) else str(self.dtype).replace("torch.", "")
