@@ -27,6 +27,7 @@ def assert_rejects(
     check: Callable[..., None], *, shrink: bool = False, **strategies: SearchStrategy
 ) -> tuple[dict[str, Any], str]:
     """Fail unless `check` raises AssertionError on some drawn example; return that example (shrunk if asked)."""
+    __tracebackhide__ = True
     drawn = st.fixed_dictionaries(strategies)
     phases = (Phase.generate, Phase.shrink) if shrink else (Phase.generate,)
     try:

@@ -45,6 +45,7 @@ SPLIT_WINDOWS = window_cases(min_k=2)
 
 def check_window_gives_full_batch_gradient(pool: RankPool, case: DistributedCase, loop: str = "global-mean") -> None:
     """After the window every rank's .grad = ∇L, the single-process gradient of the mean loss over all N rows."""
+    __tracebackhide__ = True
     records = pool.run(case, loop=loop)
     expected, tolerance = full_batch_gradient(case), gradient_tolerances(case)
     for record in records:
@@ -59,6 +60,7 @@ def check_window_gives_full_batch_gradient(pool: RankPool, case: DistributedCase
 
 def check_one_allreduce_per_window(pool: RankPool, case: DistributedCase, loop: str = "global-mean") -> None:
     """No all-reduce inside no_sync(); the synced backward all-reduces each bucket once, covering each parameter once."""
+    __tracebackhide__ = True
     records = pool.run(case, loop=loop)
     trainable = sorted(name for name, _ in G.trainable(case.case.build_model()))
     for record in records:
@@ -82,6 +84,7 @@ def check_one_allreduce_per_window(pool: RankPool, case: DistributedCase, loop: 
 
 def check_gradients_stay_local_inside_no_sync(pool: RankPool, case: DistributedCase) -> None:
     """Inside no_sync() rank r's .grad = Σ_{j<k} w_rj·∇L_rj, its own micro-batches only, so ranks differ."""
+    __tracebackhide__ = True
     assert case.k >= 2, "needs at least one backward call inside no_sync()"
     records = pool.run(case)
     terms = [local_terms(case, rank, case.k - 1) for rank in range(case.world_size)]
@@ -108,6 +111,7 @@ def check_gradients_stay_local_inside_no_sync(pool: RankPool, case: DistributedC
 
 def check_step_matches_full_batch_step(pool: RankPool, case: DistributedCase) -> None:
     """After optimizer.step() every rank holds the same θ (bitwise), and it is θ − lr·∇L of one process."""
+    __tracebackhide__ = True
     records = pool.run(case)
     expected, tolerance = full_batch_step(case), step_tolerances(case)
     reference = records[0].tensors("params")

@@ -60,6 +60,7 @@ def doubled_tolerances(once: G.GradMap) -> dict:
 
 def check_backward_sums(case: Case, via: str = "Tensor.backward") -> None:
     """After n backward calls with no reset, .grad = Σᵢ ∂Lᵢ/∂θ for every parameter."""
+    __tracebackhide__ = True
     model = case.build_model()
     batches = case.micro_batches()
     individual = [G.fresh_gradients(model, G.mse(model, x, y)) for x, y in batches]
@@ -75,6 +76,7 @@ def check_backward_sums(case: Case, via: str = "Tensor.backward") -> None:
 
 def check_retained_graph_backward_twice_doubles(case: Case) -> None:
     """backward(retain_graph=True) twice on one graph: .grad = g + g = 2g, bitwise (dense) or within the sparse entries' sum bound."""
+    __tracebackhide__ = True
     model = case.build_model()
     x, y = case.full_batch()
     loss = G.mse(model, x, y)
@@ -107,6 +109,7 @@ def untied_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list
 
 def check_tied_parameter_gets_sum_of_uses(case: Case, build=Case.build_model) -> None:
     """A parameter used twice gets ∂L/∂θ = ∂L/∂θ⁽¹⁾ + ∂L/∂θ⁽²⁾, the sum over its uses."""
+    __tracebackhide__ = True
     model = build(case)
     x, y = case.full_batch()
     uses = untied_gradients(model, x, y)
@@ -130,6 +133,7 @@ def broken_tie(case: Case) -> nn.Module:
 
 def check_frozen_and_non_leaf_get_no_grad(case: Case) -> None:
     """After backward: frozen parameters and every non-leaf tensor have .grad None; trainable ones have a .grad."""
+    __tracebackhide__ = True
     model = case.build_model()
     x, y = case.full_batch()
     outputs: list[torch.Tensor] = []
@@ -161,6 +165,7 @@ def check_frozen_and_non_leaf_get_no_grad(case: Case) -> None:
 
 def check_autograd_grad_leaves_grad_untouched(case: Case) -> None:
     """torch.autograd.grad returns ∂L/∂θ and leaves every .grad as it was: same object, same values."""
+    __tracebackhide__ = True
     model = case.build_model()
     *earlier, (x, y) = case.micro_batches()
     for xe, ye in earlier:
@@ -185,6 +190,7 @@ def check_autograd_grad_leaves_grad_untouched(case: Case) -> None:
 
 def check_post_accumulate_grad_hook_fires_once_per_backward(case: Case) -> None:
     """With a post-accumulate-grad hook on every trainable parameter, n backward calls fire it n times each."""
+    __tracebackhide__ = True
     if not versions.has_post_accumulate_grad_hook():
         raise NotImplementedError("this torch has no Tensor.register_post_accumulate_grad_hook")
     model = case.build_model()

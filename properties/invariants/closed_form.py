@@ -38,6 +38,7 @@ def terms(case: Case) -> int:
 
 def check_mse_matches_closed_form(case: Case, reduction: str) -> None:
     """nn.MSELoss(reduction) on nn.Linear: the loss and its autograd gradients equal the closed forms."""
+    __tracebackhide__ = True
     model = case.build_model()
     x, y = case.full_batch()
     loss = G.mse(model, x, y, reduction=reduction)
@@ -65,6 +66,7 @@ def check_tutorial_formulas_match_autograd(case: Case, per_output: bool = True) 
     With `per_output=False` the tutorial's formula is taken literally (no 1/d_out), which is
     right only for one output.
     """
+    __tracebackhide__ = True
     model = case.build_model()
     p = R.LinearParams.of(model)
     d_out = case.model.out_features

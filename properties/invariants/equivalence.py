@@ -65,6 +65,7 @@ def describe(case: Case, how: str) -> str:
 
 def check_accumulation_matches_full_batch(case: Case, how: str = A.SCALED_MEANS) -> None:
     """After the k backward calls of procedure `how`, .grad = ∂/∂θ of the mean loss over all N rows."""
+    __tracebackhide__ = True
     model = case.build_model()
     batches = case.micro_batches()
     expected = R.full_batch_gradients(case.build_model(), batches)
@@ -94,6 +95,7 @@ def check_windows_match_full_batch_steps(case: Case, steps: int, set_to_none: bo
     the a additions of each side's update (a = 2, or 1 + the entries of a sparse .grad). By
     induction the T windows follow T full-batch steps.
     """
+    __tracebackhide__ = True
     ws = A.windows(case, steps)
     accumulating = case.build_model()
     got = A.accumulated_run(accumulating, WINDOW_OPTIMIZER.build_for(accumulating), ws, A.SCALED_MEANS, set_to_none)
@@ -134,6 +136,7 @@ def check_windows_match_full_batch_steps(case: Case, steps: int, set_to_none: bo
 
 def check_sparse_embedding_gradients_coalesce_to_dense(case: Case) -> None:
     """Sparse Embedding: the accumulated .grad is sparse and, coalesced, equals the dense model's full-batch gradient."""
+    __tracebackhide__ = True
     model = case.build_model()
     batches = case.micro_batches()
     dense_spec = ModelSpec(**{**case.model.__dict__, "sparse": False})

@@ -158,6 +158,7 @@ LAYERNORM_CASES = layer_cases(["layernorm"], min_k=2)
 
 def check_layer_keeps_accumulation_equal_to_full_batch(case: LayerCase) -> None:
     """With this layer, Σⱼ (mⱼ/N)·∇L̄ⱼ (one backward per micro-batch) equals ∇L̄ over all N rows."""
+    __tracebackhide__ = True
     model, full = case.build_model(), case.build_model()
     batches = case.micro_batches()
     expected = R.full_batch_gradients(full, batches)

@@ -31,6 +31,7 @@ ILL_CONDITIONED = 1e-6
 
 def check_one_sgd_step_is_closed_form(case: Case, lr: float) -> None:
     """Accumulate the window, one SGD(lr) step: W ← W − η·∂L/∂W and b ← b − η·∂L/∂b with the closed-form MSE gradient."""
+    __tracebackhide__ = True
     model = case.build_model()
     start = R.LinearParams.of(model)
     batches = case.micro_batches()
@@ -79,6 +80,7 @@ def compare_state(actual: dict, expected: dict, tolerances: dict, *, where: str,
 
 def check_step_follows_documented_update(case: Case, spec: OptimizerSpec, steps: int) -> None:
     """At every step of T windows, the optimizer's new θ and state equal its documented update applied to its θ, .grad and state."""
+    __tracebackhide__ = True
     model = case.build_model()
     optimizer = spec.build_for(model)
     for t, batches in enumerate(A.windows(case, steps), start=1):
@@ -183,6 +185,7 @@ def check_accumulated_trajectory_equals_full_batch(
     estimates for contracting steps, not proofs. The per-step properties (one step from the same θ,
     .grad and state) carry the sound bounds; this one's measured headroom is in reports/soak.md.
     """
+    __tracebackhide__ = True
     ws = A.windows(case, steps)
     accumulating, full = case.build_model(), case.build_model()
     got = A.accumulated_run(accumulating, spec.build_for(accumulating), ws, how)

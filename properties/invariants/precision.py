@@ -54,6 +54,7 @@ def accumulation_bounds(case: Case, p: R.LinearParams, x: torch.Tensor, y: torch
 
 def check_accumulated_gradient_within_rounding_bound(case: Case) -> None:
     """Scaled micro-batch accumulation in the case's dtype is within γₙ·(magnitudes) of the float64 closed form."""
+    __tracebackhide__ = True
     model = case.build_model()
     batches = case.micro_batches()
     A.accumulate(model, batches, A.SCALED_MEANS)

@@ -147,6 +147,7 @@ def token_tolerances(case: TokenCase, model: nn.Module, x: torch.Tensor, targets
 
 def check_token_accumulation_matches_full_batch(case: TokenCase, how: str = WINDOW_TOKENS) -> None:
     """After one backward per micro-batch normalised as `how` says, .grad = ∂/∂θ of the window's mean token loss."""
+    __tracebackhide__ = True
     model = case.build_model()
     batches = case.micro_batches()
     x, targets = R.concatenated(batches)

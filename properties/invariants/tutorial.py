@@ -80,6 +80,7 @@ def _augmented_gram(x: np.ndarray) -> np.ndarray:
 
 def check_first_loop_follows_closed_form(seed: int, dtype: torch.dtype) -> None:
     """The tutorial's first loop (15 per-sample SGD steps on (wx + b − y)²) follows w ← w − 2η·r·x, b ← b − 2η·r, r = wx + b − y."""
+    __tracebackhide__ = True
     w0, b0 = T.starting_point(seed)
     model = T.linear_1x1(w0, b0, dtype)
     start = R.LinearParams.of(model)
@@ -100,6 +101,7 @@ def check_first_loop_follows_closed_form(seed: int, dtype: torch.dtype) -> None:
 
 def check_second_loop_follows_its_closed_form(seed: int) -> None:
     """The tutorial's second loop (5 epochs) follows θ ← θ − η·Σⱼ ∇W_j per full window (its ∇W_accumulated), the fifth row never used."""
+    __tracebackhide__ = True
     w0, b0 = T.starting_point(seed)
     model = T.linear_1x1(w0, b0)
     start = R.LinearParams.of(model)
@@ -119,6 +121,7 @@ def check_second_loop_follows_its_closed_form(seed: int) -> None:
 
 def check_tutorial_loop_matches_window_mean(case: Case, accumulation_steps: int) -> None:
     """One epoch of the tutorial's loop moves θ as SGD on each window's mean loss would (short windows stepped) — false for it when k > 1."""
+    __tracebackhide__ = True
     model = case.build_model()
     start = R.LinearParams.of(model)
     batches = case.micro_batches()
@@ -153,11 +156,13 @@ def check_tutorial_loop_matches_window_mean(case: Case, accumulation_steps: int)
 
 def check_window_example(example: dict) -> None:
     """check_tutorial_loop_matches_window_mean on a drawn {'case', 'accumulation_steps'} pair."""
+    __tracebackhide__ = True
     check_tutorial_loop_matches_window_mean(example["case"], example["accumulation_steps"])
 
 
 def check_tutorial_data_step_is_k_times_the_window_mean_step(seed: int) -> None:
     """On the tutorial's data, its first step (window of rows 1–2 and 3–4) is k = 2 times SGD's step on the mean over rows 1–4."""
+    __tracebackhide__ = True
     w0, b0 = T.starting_point(seed)
     model = T.linear_1x1(w0, b0)
     start = R.LinearParams.of(model)
@@ -190,6 +195,7 @@ def check_tutorial_data_step_is_k_times_the_window_mean_step(seed: int) -> None:
 
 def check_tutorial_data_fifth_row_is_never_used(seed: int) -> None:
     """On the tutorial's data, 5 epochs on rows 1–5 leave θ bitwise where 5 epochs on rows 1–4 do: the short last window is dropped."""
+    __tracebackhide__ = True
     w0, b0 = T.starting_point(seed)
     x, y = T.tensor(T.SECOND_X), T.tensor(T.SECOND_Y)
     with_fifth, without = T.linear_1x1(w0, b0), T.linear_1x1(w0, b0)

@@ -49,6 +49,7 @@ def describe(case: Case, owner: str, groups: int, how: str) -> str:
 
 def assert_grads_are_none(model: nn.Module, context: str) -> None:
     """Every parameter's .grad is None."""
+    __tracebackhide__ = True
     left = {name: float(p.grad.abs().max()) for name, p in model.named_parameters() if p.grad is not None}
     if left:
         raise AssertionError(f".grad should be None but is a tensor for {sorted(left)} (max |value| {left}); {context}")
@@ -56,6 +57,7 @@ def assert_grads_are_none(model: nn.Module, context: str) -> None:
 
 def assert_grads_zeroed_in_place(model: nn.Module, before: dict, context: str) -> None:
     """Every parameter that had a .grad still has that same tensor object, now all zeros and detached."""
+    __tracebackhide__ = True
     for name, p in model.named_parameters():
         if before[name] is None:
             continue
@@ -73,6 +75,7 @@ def assert_grads_zeroed_in_place(model: nn.Module, before: dict, context: str) -
 
 def check_reset_to_none(case: Case, owner: str, groups: int) -> None:
     """zero_grad(set_to_none=True): every .grad is None afterwards."""
+    __tracebackhide__ = True
     model, optimizer = accumulated(case, groups)
     reset(model, optimizer, owner, "set_to_none=True")
     assert_grads_are_none(model, describe(case, owner, groups, "set_to_none=True"))
@@ -80,6 +83,7 @@ def check_reset_to_none(case: Case, owner: str, groups: int) -> None:
 
 def check_reset_to_zeros_in_place(case: Case, owner: str, groups: int) -> None:
     """zero_grad(set_to_none=False): every .grad is the same tensor object, filled with zeros."""
+    __tracebackhide__ = True
     model, optimizer = accumulated(case, groups)
     before = {name: p.grad for name, p in model.named_parameters()}
     reset(model, optimizer, owner, "set_to_none=False")
@@ -88,6 +92,7 @@ def check_reset_to_zeros_in_place(case: Case, owner: str, groups: int) -> None:
 
 def check_reset_default_is_documented(case: Case, owner: str, groups: int) -> None:
     """zero_grad() with no argument does what the installed torch documents (None from 2.0, zeros before)."""
+    __tracebackhide__ = True
     change = versions.ZERO_GRAD_DEFAULT_SET_TO_NONE
     model, optimizer = accumulated(case, groups)
     before = {name: p.grad for name, p in model.named_parameters()}
@@ -104,6 +109,7 @@ def check_reset_default_is_documented(case: Case, owner: str, groups: int) -> No
 
 def check_backward_after_reset_is_fresh(case: Case, owner: str, groups: int, how: str) -> None:
     """After accumulating, zero_grad, then one backward: .grad equals that backward's gradient alone, bitwise."""
+    __tracebackhide__ = True
     model, optimizer = accumulated(case, groups)
     reset(model, optimizer, owner, how)
     x, y = case.micro_batches()[-1]

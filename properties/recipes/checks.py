@@ -74,6 +74,7 @@ def require_finished(observation: Observation) -> None:
 
 def check_runs(observation: Observation) -> None:
     """The recipe returns without raising."""
+    __tracebackhide__ = True
     run = observation.run
     if run.error is not None:
         raise AssertionError(
@@ -84,6 +85,7 @@ def check_runs(observation: Observation) -> None:
 
 def check_data_untouched(observation: Observation) -> None:
     """The micro_batches list and its tensors are as they were given: same length, same objects, same values."""
+    __tracebackhide__ = True
     require_finished(observation)
     change = observation.run.data_change
     if change is not None:
@@ -95,6 +97,7 @@ def check_data_untouched(observation: Observation) -> None:
 
 def check_finite(observation: Observation) -> None:
     """Every parameter is finite after the recipe (the reference's are: inf/NaN steps are skipped)."""
+    __tracebackhide__ = True
     require_finished(observation)
     bad = {}
     for name, value in observation.run.final.items():
@@ -107,6 +110,7 @@ def check_finite(observation: Observation) -> None:
 
 def check_steps(observation: Observation) -> None:
     """One optimizer.step() at the end of each window (none for a window whose gradient is non-finite under GradScaler)."""
+    __tracebackhide__ = True
     require_finished(observation)
     example, got, want = observation.example, observation.run.step_rows, observation.reference.step_rows
     if got != want:
@@ -116,6 +120,7 @@ def check_steps(observation: Observation) -> None:
 
 def check_no_leak(observation: Observation) -> None:
     """After each optimizer step, the next backward starts from a zero (or None) .grad: nothing leaks into the next window."""
+    __tracebackhide__ = True
     require_finished(observation)
     leaks = observation.run.leaks
     if leaks:
@@ -141,6 +146,7 @@ def scheduled_lrs(example: RecipeCase, count: int) -> list[tuple[float, ...]]:
 
 def check_scheduler(observation: Observation) -> None:
     """Step i uses the scheduler's i-th learning rate, and scheduler.step() runs once per optimizer step taken."""
+    __tracebackhide__ = True
     require_finished(observation)
     run, example = observation.run, observation.example
     want = scheduled_lrs(example, len(run.steps))
@@ -160,6 +166,7 @@ def check_scheduler(observation: Observation) -> None:
 
 def check_scale(observation: Observation) -> None:
     """The loss scale after each window: backed off once for a window with a non-finite micro-step, grown otherwise."""
+    __tracebackhide__ = True
     require_finished(observation)
     got, want = observation.run.scales, observation.reference.scales
     if got != want:
@@ -172,6 +179,7 @@ def check_scale(observation: Observation) -> None:
 
 def check_step_gradients(observation: Observation) -> None:
     """The gradient at each step is the mean-loss gradient of its window's samples, at the parameters the recipe had then."""
+    __tracebackhide__ = True
     require_finished(observation)
     example = observation.example
     for i, step in enumerate(observation.run.steps):
@@ -192,6 +200,7 @@ def check_step_gradients(observation: Observation) -> None:
 
 def check_parameters(observation: Observation) -> None:
     """The final parameters equal those of full-batch steps on each window (one step per window, mean loss)."""
+    __tracebackhide__ = True
     require_finished(observation)
     run, reference, example = observation.run, observation.reference, observation.example
     initial = reference.steps[0].params if reference.steps else reference.final

@@ -38,3 +38,31 @@ def test_a_failing_property_prints_the_shrunk_case_the_reproduce_blob_and_the_co
     nodeid = "test_failing.py::test_every_case_is_a_single_micro_batch"
     command = f"pytest '{nodeid}' --hypothesis-profile=dev --hypothesis-seed=3"
     assert command in output, f"no reproduce command; output:\n{output[-2000:]}"
+
+
+WRONG_PROCEDURE = """
+from hypothesis import Phase, given, settings
+from properties import accumulate as A
+from properties import batch_splits, cases, check_accumulation_matches_full_batch, model_specs
+
+
+@settings(database=None, phases=[Phase.generate, Phase.shrink], max_examples=20)
+@given(case=cases(models=model_specs(["linear"]), sizes=batch_splits(min_k=2, max_k=3)))
+def test_dividing_by_k_accumulates_to_the_full_batch(case):
+    check_accumulation_matches_full_batch(case, A.UNSCALED_MEANS)
+"""
+
+
+def test_a_failing_check_shows_its_message_and_no_frame_of_the_library(pytester):
+    pytester.makeconftest(ROOT_CONFTEST.read_text(encoding="utf-8"))
+    pytester.makepyfile(test_wrong=WRONG_PROCEDURE)
+    profile = settings.get_current_profile_name()
+    try:
+        result = pytester.runpytest("-p", "no:cacheprovider", "--tb=long", "--hypothesis-profile=dev", "--hypothesis-seed=1")
+    finally:
+        settings.load_profile(profile)
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "largest |actual − expected|" in output and "error ÷ tolerance" in output, output[-2000:]
+    library = [line for line in output.splitlines() if "properties/" in line and line.rstrip().endswith("Error")]
+    assert not library, f"library frames in the traceback: {library}"
