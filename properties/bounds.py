@@ -135,8 +135,9 @@ class Replay:
         return Mag(r, r + r * a.size / a.value + self.tiny, a.depth + 3)
 
     def mse_delta(self, prediction: Mag, target: Mag, count: float) -> Mag:
-        """∂L/∂ŷ = (2/c)·(ŷ − y): the MSE backward's output for L = (1/c)·Σ(ŷ − y)² (a loss scale adds its own rounding)."""
-        return self.scale(self.scale(self.add(prediction, target, -1.0), 2.0 / count), 1.0)
+        """∂L/∂ŷ = (2/c)·(ŷ − y): the MSE backward's output for L = (1/c)·Σ(ŷ − y)², one more rounding for a loss scale."""
+        delta = self.scale(self.add(prediction, target, -1.0), 2.0 / count)
+        return Mag(delta.value, delta.size, delta.depth + 1)
 
     def weight_gradient(self, delta: Mag, inputs: Mag) -> Mag:
         """Σᵢ δᵢ·xᵢᵀ over the rows."""
@@ -156,33 +157,20 @@ class Bound:
     depths: dict[str, int]
     dtype: torch.dtype
 
-    def tolerance(self, name: str, extra_roundings: int = 0, sides: int = 2) -> Tolerance:
-        """Two computations of the same gradient agree within sides·γ_{K + extra}·max M (sides = how many are computed)."""
+    def tolerance(self, name: str, extra_roundings: int = 0) -> Tolerance:
+        """Two computations of the same gradient, each within γ_{K + extra}·M of it, agree within 2·γ_{K + extra}·max M."""
         u = unit_roundoff(self.dtype)
         depth = self.depths[name] + extra_roundings
         magnitude = float(self.sizes[name].max()) if self.sizes[name].numel() else 0.0
         return Tolerance(
             0.0,
-            sides * gamma(depth, u) * magnitude,
-            f"{sides}·γ_{depth}·M, M = max of the gradient replayed on magnitudes = {magnitude:.3g}, "
-            f"u={u:.3g} ({dtype_name(self.dtype)})",
+            2 * gamma(depth, u) * magnitude,
+            f"2·γ_{depth}·M, M = max of the gradient replayed on magnitudes = {magnitude:.3g}, u={u:.3g} ({dtype_name(self.dtype)})",
         )
 
-    def tolerances(self, extra_roundings: int = 0, sides: int = 2) -> dict[str, Tolerance]:
+    def tolerances(self, extra_roundings: int = 0) -> dict[str, Tolerance]:
         """`tolerance` for every parameter."""
-        return {name: self.tolerance(name, extra_roundings, sides) for name in self.sizes}
-
-    def scaled(self, factor: float) -> "Bound":
-        """The bound of factor·g (factor exact or its rounding counted by the caller)."""
-        return Bound({n: abs(factor) * m for n, m in self.sizes.items()}, dict(self.depths), self.dtype)
-
-    def plus(self, other: "Bound") -> "Bound":
-        """The bound of the sum of two gradients, each with its own bound (one more rounding)."""
-        return Bound(
-            {n: self.sizes[n] + other.sizes[n] for n in self.sizes},
-            {n: max(self.depths[n], other.depths[n]) + 1 for n in self.depths},
-            self.dtype,
-        )
+        return {name: self.tolerance(name, extra_roundings) for name in self.sizes}
 
 
 def _params(model: torch.nn.Module, replay: Replay) -> dict[str, Mag]:

@@ -17,11 +17,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "AdamW": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False),
 }
 NAMES = tuple(DEFAULTS)
-STATE_KEYS = {
-    "SGD": ("momentum_buffer",),
-    "Adam": ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
-    "AdamW": ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
-}
 
 
 @dataclass(frozen=True)

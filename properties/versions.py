@@ -84,11 +84,6 @@ def has_post_accumulate_grad_hook() -> bool:
     return bool(POST_ACCUMULATE_GRAD_HOOK.expected())
 
 
-def has_optimizer_step_hooks() -> bool:
-    """Whether the installed torch documents Optimizer.register_step_pre_hook and register_step_post_hook."""
-    return bool(OPTIMIZER_STEP_HOOKS.expected())
-
-
 def requires(change: Change):
     """A pytest skipif mark: skip, naming both versions, where the installed torch predates `change`."""
     import pytest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from properties import bounds as B
+from properties import bounds
 from properties import grads as G
 from properties.compare import Tolerance, unit_roundoff
 from properties.distributed.cases import DistributedCase
@@ -43,8 +43,8 @@ def gradient_tolerances(case: DistributedCase) -> dict[str, Tolerance]:
     sums W of them and divides by W: k + W + 6 roundings on top of the replayed gradient's K.
     """
     model = case.case.build_model()
-    bound = B.window_bound(case.case.model, model, case.case.micro_batches(), case.case.dtype)
-    return bound.tolerances(B.accumulation_roundings(case.k) + case.world_size + 2)
+    bound = bounds.window_bound(case.case.model, model, case.case.micro_batches(), case.case.dtype)
+    return bound.tolerances(bounds.accumulation_roundings(case.k) + case.world_size + 2)
 
 
 def step_tolerances(case: DistributedCase) -> dict[str, Tolerance]:

@@ -9,9 +9,8 @@ import torch
 from hypothesis import strategies as st
 from torch import nn
 
-from properties import bounds as B
+from properties import bounds, versions
 from properties import grads as G
-from properties import versions
 from properties.case import Case
 from properties.compare import EXACT, assert_grads_close, summation_tolerance
 from properties.models import ACTIVATIONS
@@ -44,14 +43,14 @@ def summed_tolerances(case: Case, parts: list[G.GradMap]):
     which .grad concatenates and densifying sums in an order of its own: n counts them all and
     Σ|terms| takes each entry's absolute value before any of them is summed.
     """
-    magnitudes, terms = B.sparse_term_magnitudes(parts)
+    magnitudes, terms = bounds.sparse_term_magnitudes(parts)
     return {name: summation_tolerance(case.dtype, terms, m) for name, m in magnitudes.items()}
 
 
 def doubled_tolerances(once: G.GradMap) -> dict:
     """g + g = 2g is exact for a dense .grad; a sparse .grad holds g's entries twice, summed in some order when densified."""
     return {
-        name: summation_tolerance(g.dtype, 2 * g._nnz(), 2 * B.sparse_term_magnitudes([{name: g}])[0][name])
+        name: summation_tolerance(g.dtype, 2 * g._nnz(), 2 * bounds.sparse_term_magnitudes([{name: g}])[0][name])
         if g is not None and g.is_sparse
         else EXACT
         for name, g in once.items()

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from properties import accumulate as A
-from properties import bounds as B
+from properties import bounds
 from properties import grads as G
 from properties import reference as R
 from properties.case import Case
@@ -54,8 +54,8 @@ def row_tolerances(
     backward on magnitudes at the model's current parameters; an accumulated window adds k + 4
     roundings (k − 1 additions into .grad, the loss scale mⱼ/N or the final division).
     """
-    bound = B.window_bound(spec, model, micro_batches, dtype)
-    return bound.tolerances(B.accumulation_roundings(len(micro_batches)))
+    bound = bounds.window_bound(spec, model, micro_batches, dtype)
+    return bound.tolerances(bounds.accumulation_roundings(len(micro_batches)))
 
 
 def describe(case: Case, how: str) -> str:
@@ -102,7 +102,7 @@ def check_windows_match_full_batch_steps(case: Case, steps: int, set_to_none: bo
     scratch = case.build_model()
     before = R.parameters(scratch)
     lr = WINDOW_OPTIMIZER["lr"]
-    u = B.unit_roundoff(case.dtype)
+    u = bounds.unit_roundoff(case.dtype)
     for t, a in enumerate(got, start=1):
         model = load(scratch, before)
         expected = R.full_batch_gradients(model, ws[t - 1])
@@ -127,7 +127,7 @@ def check_windows_match_full_batch_steps(case: Case, steps: int, set_to_none: bo
             scale = float(before[name].abs().max()) + lr * float(g.abs().max())
             drift = Tolerance(
                 0.0,
-                lr * tol.atol + 2 * B.gamma(2 * additions, u) * scale,
+                lr * tol.atol + 2 * bounds.gamma(2 * additions, u) * scale,
                 f"η·({tol.reason}) + 2·γ_{2 * additions}·(|θ| + η·|∇L̄|), a sparse .grad added entry by entry",
             )
             assert_tensor_close(value, want, name=f"parameter {name!r} after step {t}", tolerance=drift, context=context)

@@ -18,7 +18,6 @@ from properties.invariants.equivalence import row_tolerances
 from properties.strategies import batch_splits, seeds
 
 KEEPS = ("batchnorm-eval", "layernorm", "groupnorm", "dropout-eval")
-BREAKS = ("batchnorm-train", "dropout-train")
 DROPOUT = 0.5
 
 

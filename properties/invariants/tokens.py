@@ -9,7 +9,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 from torch import nn
 
-from properties import bounds as B
+from properties import bounds
 from properties import grads as G
 from properties import reference as R
 from properties.compare import Tolerance, assert_grads_close
@@ -141,8 +141,8 @@ def token_tolerances(case: TokenCase, model: nn.Module, x: torch.Tensor, targets
     kept = targets.reshape(-1) != IGNORE_INDEX
     features = x.reshape(-1, case.features)[kept]
     count = max(int(kept.sum()), 1)
-    bound = B.cross_entropy_gradient_bound(model, features, targets.reshape(-1)[kept], count=count, terms=targets.numel())
-    return bound.tolerances(B.accumulation_roundings(len(case.sizes)))
+    bound = bounds.cross_entropy_gradient_bound(model, features, targets.reshape(-1)[kept], count=count, terms=targets.numel())
+    return bound.tolerances(bounds.accumulation_roundings(len(case.sizes)))
 
 
 def check_token_accumulation_matches_full_batch(case: TokenCase, how: str = WINDOW_TOKENS) -> None:

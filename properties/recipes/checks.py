@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from properties import bounds as B
+from properties import bounds
 from properties.case import dtype_name
 from properties.compare import Tolerance, assert_grads_close, summation_tolerance, unit_roundoff
 from properties.recipes.examples import RecipeCase
@@ -28,7 +28,7 @@ def gradient_tolerance(example: RecipeCase, expected) -> dict[str, Tolerance]:
     The window's micro-batch parts add k + 4 roundings (summing into .grad, the loss weights);
     a GradScaler's scale and unscale are powers of two, exact.
     """
-    return expected.bound.tolerances(B.accumulation_roundings(max(len(expected.parts), 1)))
+    return expected.bound.tolerances(bounds.accumulation_roundings(max(len(expected.parts), 1)))
 
 
 def parameter_tolerance(example: RecipeCase, steps: int, *states: dict) -> Tolerance:

@@ -7,7 +7,7 @@ from functools import partial
 
 import torch
 
-from properties import bounds as B
+from properties import bounds
 from properties import grads as G
 from properties.accumulate import windows_of
 from properties.recipes.examples import RecipeCase
@@ -64,7 +64,7 @@ class Expected:
     stop: int
     gradient: G.GradMap
     parts: tuple[tuple[int, G.GradMap], ...]
-    bound: B.Bound
+    bound: bounds.Bound
 
     def weighted_parts(self) -> list[G.GradMap]:
         """(mⱼ/n)·gⱼ for each micro-batch part: the terms whose sum is the window's mean-loss gradient."""
@@ -95,10 +95,10 @@ class Probe:
         parts = tuple((b - a, self.gradient(params, a, b)) for a, b in pieces)
         gradient = self.gradient(params, start, stop)
         y = self.y[start:stop]
-        bound = B.mse_gradient_bound(
+        bound = bounds.mse_gradient_bound(
             self.example.case.model, self.model, self.x[start:stop], y, count=y.numel(), dtype=self.example.case.dtype
         )
-        bound = B.clipped_bound(bound, gradient, self.example.clip_norm)
+        bound = bounds.clipped_bound(bound, gradient, self.example.clip_norm)
         return Expected(start, stop, clipped(gradient, self.example.clip_norm), parts, bound)
 
 
