@@ -13,7 +13,13 @@ THREADS_BEFORE_SESSION = []
 
 
 def pytest_configure(config):
-    """Under pytest-xdist, one intra-op thread per worker: the workers already fill the cores."""
+    """Under pytest-xdist, one intra-op thread per worker: the workers already fill the cores.
+
+    torch.testing.assert_close imports torch.distributed.tensor on its first call; calling it once
+    here keeps that import out of in-process pytester runs, whose sys.modules snapshot would drop
+    it and make the next import re-register torch's c10d operators (a RuntimeError).
+    """
+    torch.testing.assert_close(torch.zeros(1), torch.zeros(1))
     if hasattr(config, "workerinput"):
         THREADS_BEFORE_SESSION.append(torch.get_num_threads())
         torch.set_num_threads(1)

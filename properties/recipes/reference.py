@@ -90,8 +90,8 @@ class Probe:
 
     def expected(self, params: dict, start: int, stop: int) -> Expected:
         """The full-batch gradient over rows [start, stop) (clipped to max_norm if set) and the micro-batch parts of it."""
-        bounds = self.example.boundaries
-        pieces = [(max(a, start), min(b, stop)) for a, b in zip(bounds, bounds[1:]) if min(b, stop) > max(a, start)]
+        edges = self.example.boundaries
+        pieces = [(max(a, start), min(b, stop)) for a, b in zip(edges, edges[1:]) if min(b, stop) > max(a, start)]
         parts = tuple((b - a, self.gradient(params, a, b)) for a, b in pieces)
         gradient = self.gradient(params, start, stop)
         y = self.y[start:stop]

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import UnsatisfiedAssumption
 
-from properties import audit, audit_plugin, bench, reliability
 from properties.mutants import autograd
+from properties.tools import audit, audit_plugin, bench, reliability
 
 pytest_plugins = ["pytester"]
 
@@ -363,10 +363,17 @@ def test_the_recorder_writes_each_failures_error_over_tolerance(pytester):
     pytester.makepyfile(test_margins=MARGIN_TESTS)
     path = pytester.path / "record.json"
     result = pytester.runpytest_subprocess(
-        "-p", "properties.audit_plugin", "-p", "no:cacheprovider", "-p", "no:grad_accumulation", f"--audit-record={path}"
+        "-p", "properties.tools.audit_plugin", "-p", "no:cacheprovider", "-p", "no:grad_accumulation", f"--audit-record={path}"
     )
     result.assert_outcomes(passed=1, failed=2)
     records = {r["nodeid"].split("::")[-1]: r for r in json.loads(path.read_text())["tests"]}
     assert records["test_numeric"]["error_over_tolerance"] == 50
     assert records["test_structural"]["error_over_tolerance"] is None
     assert "error_over_tolerance" not in records["test_passes"]
+
+
+def test_a_tool_run_outside_a_clone_refuses_with_a_message_that_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(audit, "ROOT", tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        audit.require_clone("python -m properties.audit")
+    assert "from a clone of the repository" in str(stopped.value) and str(tmp_path) in str(stopped.value)

@@ -6,9 +6,9 @@ import types
 import pytest
 import torch
 
-from properties import reliability, soak_plugin
 from properties.case import Case
 from properties.models import ModelSpec
+from properties.tools import reliability, soak_plugin
 
 pytest_plugins = ["pytester"]
 
@@ -47,7 +47,7 @@ def test_the_plugin_records_every_failure_with_its_case_and_excess_and_the_run_g
     pytester.makepyfile(test_fake=FAKE_PROPERTIES)
     record = pytester.path / "soak.json"
     result = pytester.runpytest_inprocess(
-        "-p", "properties.soak_plugin", "--soak-examples=60", f"--soak-record={record}", "-p", "no:cacheprovider"
+        "-p", "properties.tools.soak_plugin", "--soak-examples=60", f"--soak-record={record}", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(passed=3)
     tests = {t["nodeid"].split("::")[-1]: t for t in json.loads(record.read_text())["tests"]}
@@ -183,7 +183,7 @@ def test_chunks_aggregate_per_family_with_dtypes_failures_the_worst_excess_and_t
     assert report["examples"] == 2700 and report["failing_examples"] == 2
     assert [f["example"] for f in report["failures"]] == [3, 9]
     assert report["failures"][0]["reproduce"] == (
-        "pytest -p properties.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1"
+        "pytest -p properties.tools.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1"
     )
     assert [o["test"] for o in report["other_failures"]] == ["tests/test_a.py::plain"]
 
@@ -194,7 +194,10 @@ def test_the_soak_report_has_a_row_per_family_and_lists_each_failure_with_its_ca
     assert "| a | 2 | 300 | float32 90 · float64 210 | **2** | 0.75 | 100.0 | ✗ (float32 90, float64 210 < 20,000) |" in text
     assert "| distributed | 1 | 2,400 windows | float64 2,400 | 0 | 0.2 | 1200.0 | ✓ |" in text
     assert "  - case: Linear(1→1), float64, seed 9" in text and "error ÷ tolerance 2.5" in text
-    assert "reproduce: `pytest -p properties.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1`" in text
+    assert (
+        "reproduce: `pytest -p properties.tools.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1`"
+        in text
+    )
     assert "`tests/test_a.py::plain` (call, seed 1): plain broke" in text
     limited = reliability.render_soak_markdown(reliability.aggregate(CHUNKS), list_limit=1)
     assert "seed 9" not in limited and "… 1 more failures of `tests/test_a.py::t2`" in limited
@@ -225,7 +228,7 @@ def test_a_saved_chunk_is_skipped_the_others_run_and_every_chunk_file_is_aggrega
 
 def test_the_soak_runs_the_property_modules_and_the_recipe_soak_but_no_tooling_tests():
     files = reliability.soak_files()
-    assert files["correct_recipe"] == "properties/soak_recipes.py"
+    assert files["correct_recipe"] == "properties/tools/soak_recipes.py"
     assert files["backward_accumulates"] == "tests/test_backward_accumulates.py" and "distributed" in files
     assert not {"tools", "matrix", "gate_commands", "recipe_plugin", "soak"} & set(files)
     assert not any(path.startswith("tests/meta") for path in files.values())

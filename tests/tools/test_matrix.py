@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from properties import matrix as X
+from properties.tools import matrix as X
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest">
@@ -151,7 +151,7 @@ def test_arguments_after_a_double_dash_go_to_pytest_and_versions_default_to_the_
 
 
 def test_the_matrix_command_needs_no_torch_in_the_python_that_runs_it():
-    script = "import sys; sys.modules['torch'] = None; import properties.matrix"
+    script = "import sys; sys.modules['torch'] = None; import properties.tools.matrix"
     completed = subprocess.run([sys.executable, "-c", script], cwd=X.ROOT, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
 

@@ -1,0 +1,380 @@
+"""Benchmark: examples per second per family, Hypothesis' overhead, suite wall time, cost per example.
+
+    python -m properties.bench                      # everything; writes reports/bench.json (and .md, .png)
+    python -m properties.bench --skip-suite-timing  # leave out the two whole-suite runs
+    python -m properties.bench --plot               # only draw reports/bench.png from reports/bench.json
+
+Four measurements:
+  throughput   the suite without tests/meta, run once by properties.tools.audit_plugin: examples run and
+               seconds per test, summed per family (test module) into examples per second
+  replay       in that same run, each passing test's body is called again on the examples it drew,
+               without Hypothesis; replay ratio = Hypothesis run seconds / plain replay seconds
+  suite        wall time of the default suite (tests/meta included) with `-n 0` and with `-n auto`
+  scaling      seconds per example of one check (check_backward_sums by default) as the number of
+               micro-batches k and the model width grow, measured in this process without Hypothesis
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Optional
+
+from properties.tools.audit import REPORTS, ROOT, require_clone, run_pytest
+
+AIMS = {"replay_ratio": 1.3, "suite_seconds_n_auto": 60.0, "speedup": 1.8}
+K_VALUES = (1, 2, 4, 8, 16, 32)
+WIDTHS = (2, 8, 32, 128, 512)
+
+
+def family(nodeid: str) -> str:
+    """'backward_accumulates' from 'tests/test_backward_accumulates.py::test_…'."""
+    stem = Path(nodeid.split("::")[0]).stem
+    return stem[len("test_") :] if stem.startswith("test_") else stem
+
+
+def ratio(numerator: float, denominator: float) -> Optional[float]:
+    return round(numerator / denominator, 3) if denominator > 0 else None
+
+
+def first_run_seconds(test: dict) -> float:
+    """Seconds of the test's first Hypothesis run in the process (the one a suite run pays)."""
+    return test["cold_seconds"] if test.get("cold_seconds") is not None else test["hypothesis_seconds"]
+
+
+def families(tests: list[dict]) -> list[dict]:
+    """Per family: tests, examples, Hypothesis seconds, examples per second, replay seconds and ratio."""
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for test in tests:
+        if test.get("examples") is not None and test["when"] == "call":
+            grouped[family(test["nodeid"])].append(test)
+    rows = []
+    for name, members in sorted(grouped.items()):
+        examples = sum(t["examples"] for t in members)
+        seconds = sum(first_run_seconds(t) for t in members)
+        replayed = [t for t in members if t.get("replay_seconds") is not None]
+        warm = sum(t["hypothesis_seconds"] for t in replayed)
+        replay = sum(t["replay_seconds"] for t in replayed)
+        rows.append(
+            {
+                "family": name,
+                "tests": len(members),
+                "examples": examples,
+                "seconds": round(seconds, 3),
+                "examples_per_second": ratio(examples, seconds),
+                "warm_seconds": round(warm, 3) if replayed else None,
+                "replay_seconds": round(replay, 3) if replayed else None,
+                "replay_ratio": ratio(warm, replay) if replayed else None,
+            }
+        )
+    return rows
+
+
+def total_row(rows: list[dict]) -> dict:
+    """The families added up (the ratio over replayed tests only)."""
+    examples, seconds = sum(r["examples"] for r in rows), sum(r["seconds"] for r in rows)
+    warm, replay = sum(r["warm_seconds"] or 0 for r in rows), sum(r["replay_seconds"] or 0 for r in rows)
+    return {
+        "family": "all",
+        "tests": sum(r["tests"] for r in rows),
+        "examples": examples,
+        "seconds": round(seconds, 3),
+        "examples_per_second": ratio(examples, seconds),
+        "warm_seconds": round(warm, 3),
+        "replay_seconds": round(replay, 3),
+        "replay_ratio": ratio(warm, replay),
+    }
+
+
+def measure_throughput(profile: str, seed: Optional[str], timeout: float) -> dict:
+    """One run of the suite without tests/meta, counting examples and replaying them without Hypothesis."""
+    extra = ["--audit-replay", "--audit-no-deadline"]
+    run = run_pytest(extra, profile=profile, seed=seed, xdist=False, timeout=timeout)
+    failed = [t["nodeid"] for t in run.tests if t["outcome"] == "failed"]
+    rows = families(run.tests)
+    return {
+        "seconds": round(run.seconds, 2),
+        "returncode": run.returncode,
+        "failed": failed,
+        "families": rows,
+        "all": total_row(rows) if rows else None,
+    }
+
+
+def time_suite(workers: str, profile: str, timeout: float) -> dict:
+    """Wall seconds of the default suite (tests/meta included) with `-n workers`, as a user runs it."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", workers, f"--hypothesis-profile={profile}"]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    seconds = time.perf_counter() - start
+    last = (done.stdout.strip().splitlines() or [""])[-1]
+    summary = last.strip("= ")
+    return {"workers": workers, "seconds": round(seconds, 2), "returncode": done.returncode, "summary": summary}
+
+
+def measure_suite(profile: str, timeout: float) -> dict:
+    serial, parallel = time_suite("0", profile, timeout), time_suite("auto", profile, timeout)
+    return {"cores": os.cpu_count(), "n0": serial, "n_auto": parallel, "speedup": ratio(serial["seconds"], parallel["seconds"])}
+
+
+# --- scaling -------------------------------------------------------------------------------------
+
+
+def load_check(spec: str) -> Callable:
+    """The check MODULE:FUNCTION (it takes a Case)."""
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def seconds_per_call(call: Callable[[], None], repeats: int, budget: float = 0.05) -> float:
+    """Median over `repeats` of the mean time of enough calls to fill `budget` seconds (after one warm-up)."""
+    call()
+    start = time.perf_counter()
+    call()
+    once = max(time.perf_counter() - start, 1e-6)
+    inner = max(1, int(budget / once))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(inner):
+            call()
+        samples.append((time.perf_counter() - start) / inner)
+    return statistics.median(samples)
+
+
+def slope(xs: list[float], ys: list[float]) -> Optional[float]:
+    """Least-squares exponent a in y ∝ x^a over the upper half of the points (the asymptotic growth)."""
+    points = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y > 0][len(xs) // 2 - 1 :]
+    if len(points) < 2:
+        return None
+    mx, my = statistics.fmean(p[0] for p in points), statistics.fmean(p[1] for p in points)
+    den = sum((p[0] - mx) ** 2 for p in points)
+    return round(sum((p[0] - mx) * (p[1] - my) for p in points) / den, 2) if den else None
+
+
+def measure_scaling(check_spec: str, repeats: int, k_values=K_VALUES, widths=WIDTHS) -> dict:
+    """Seconds per example as k grows (MLP 4→4→4, 2 rows each) and as the width grows (k = 4)."""
+    import torch
+
+    from properties.case import Case
+    from properties.models import ModelSpec
+
+    check = load_check(check_spec)
+
+    def case(width: int, k: int) -> Case:
+        return Case(ModelSpec("mlp", width, width, hidden=width), sizes=(2,) * k, dtype=torch.float64, seed=0)
+
+    by_k = [{"k": k, "ms": round(1e3 * seconds_per_call(lambda k=k: check(case(4, k)), repeats), 4)} for k in k_values]
+    by_width = []
+    for width in widths:
+        parameters = sum(p.numel() for p in case(width, 1).build_model().parameters())
+        ms = 1e3 * seconds_per_call(lambda width=width: check(case(width, 4)), repeats)
+        by_width.append({"width": width, "parameters": parameters, "ms": round(ms, 4)})
+    return {
+        "check": check_spec,
+        "by_micro_batches": by_k,
+        "by_model_size": by_width,
+        "exponent_k": slope([r["k"] for r in by_k], [r["ms"] for r in by_k]),
+        "exponent_parameters": slope([r["parameters"] for r in by_width], [r["ms"] for r in by_width]),
+    }
+
+
+def plot_scaling(scaling: dict, path: Path) -> Optional[str]:
+    """A log-log PNG of both scaling tables, when matplotlib is installed; the reason when it is not."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: no plot (the tables hold the same numbers)"
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.loglog([r["k"] for r in scaling["by_micro_batches"]], [r["ms"] for r in scaling["by_micro_batches"]], "o-")
+    left.set(xlabel="micro-batches k", ylabel="ms per example", title="MLP 4→4→4, 2 rows each")
+    right.loglog([r["parameters"] for r in scaling["by_model_size"]], [r["ms"] for r in scaling["by_model_size"]], "o-")
+    right.set(xlabel="parameters", ylabel="ms per example", title="MLP w→w→w, k = 4")
+    figure.suptitle(scaling["check"])
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return None
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def fmt(value, digits: int = 2) -> str:
+    return "—" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
+
+
+def aim(value: Optional[float], target: float, below: bool = True) -> str:
+    if value is None:
+        return ""
+    met = value <= target if below else value >= target
+    return f" ({'meets' if met else 'misses'} the aim {'≤' if below else '≥'} {target})"
+
+
+def render_markdown(report: dict) -> str:
+    """The benchmark as markdown tables."""
+    lines = [
+        "# Benchmark",
+        "",
+        f"torch {report['torch']}, profile `{report['profile']}`, seed {report['seed']}, "
+        f"{report['cores']} cores, load average {report['load_average']} at the start.",
+        "",
+    ]
+    if report.get("throughput"):
+        t = report["throughput"]
+        lines += [
+            "## Examples per second and Hypothesis' overhead",
+            "",
+            "| family | tests | examples | first run s | examples/s | warm run s | plain replay s | replay ratio |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in t["families"] + ([t["all"]] if t["all"] else []):
+            name = f"**{row['family']}**" if row["family"] == "all" else row["family"]
+            lines.append(
+                f"| {name} | {row['tests']} | {row['examples']} | {fmt(row['seconds'])} | "
+                f"{fmt(row['examples_per_second'], 1)} | {fmt(row['warm_seconds'])} | "
+                f"{fmt(row['replay_seconds'])} | "
+                f"{fmt(row['replay_ratio'])} |"
+            )
+        total = t["all"]["replay_ratio"] if t["all"] else None
+        lines += [
+            "",
+            "examples/s: examples over the seconds of each test's first run in the process, as a suite run "
+            "pays them (torch builds some kernels, float16 ones notably, once per new shape).",
+            "",
+            f"Replay ratio {fmt(total)}{aim(total, AIMS['replay_ratio'])}: seconds of a second, warm "
+            "Hypothesis run over seconds of calling the same test bodies on the examples it drew, "
+            "without Hypothesis.",
+        ]
+        if t["failed"]:
+            lines += ["", f"Failed during the run: {', '.join(t['failed'])}"]
+        lines.append("")
+    if report.get("suite"):
+        s = report["suite"]
+        lines += [
+            "## Default suite wall time",
+            "",
+            "| workers | seconds | result |",
+            "|---|---|---|",
+            f"| -n 0 | {fmt(s['n0']['seconds'], 1)} | {s['n0']['summary']} |",
+            f"| -n auto | {fmt(s['n_auto']['seconds'], 1)} | {s['n_auto']['summary']} |",
+            "",
+            f"-n auto{aim(s['n_auto']['seconds'], AIMS['suite_seconds_n_auto'])}; speed-up {fmt(s['speedup'])}"
+            f"{aim(s['speedup'], AIMS['speedup'], below=False)} on {s['cores']} cores.",
+            "",
+        ]
+    if report.get("scaling"):
+        c = report["scaling"]
+        lines += [f"## Cost per example (`{c['check']}`, no Hypothesis)", "", "| micro-batches k | ms per example |", "|---|---|"]
+        lines += [f"| {r['k']} | {r['ms']:.3f} |" for r in c["by_micro_batches"]]
+        lines += [
+            "",
+            f"Grows like k^{fmt(c['exponent_k'])} (fitted on the larger k).",
+            "",
+            "| width | parameters | ms per example (k = 4) |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {r['width']} | {r['parameters']} | {r['ms']:.3f} |" for r in c["by_model_size"]]
+        lines += ["", f"Grows like parameters^{fmt(c['exponent_parameters'])} (fitted on the larger models).", ""]
+        if report.get("plot"):
+            lines += [f"Plot: {report['plot']}", ""]
+    for note in report.get("notes", []):
+        lines += [f"Note: {note}", ""]
+    return "\n".join(lines)
+
+
+def relative(path: Path) -> str:
+    """`path` relative to the repository root when it lies inside it."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else resolved)
+
+
+def redraw(directory: Path) -> int:
+    """Draw bench.png from the bench.json in `directory` and note it in bench.json and bench.md."""
+    report = json.loads((directory / "bench.json").read_text())
+    plot = directory / "bench.png"
+    why_not = plot_scaling(report["scaling"], plot) if report.get("scaling") else "bench.json has no scaling tables"
+    if why_not:
+        print(why_not)
+        return 1
+    report["plot"] = relative(plot)
+    report["notes"] = [n for n in report.get("notes", []) if "matplotlib" not in n]
+    (directory / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+    (directory / "bench.md").write_text(render_markdown(report))
+    print(f"wrote {plot}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m properties.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="dev", help="Hypothesis profile (default: dev)")
+    p.add_argument("--seed", default="0", help="--hypothesis-seed for the throughput run, or 'random' (default: 0)")
+    p.add_argument("--skip-suite-timing", action="store_true", help="leave out the -n 0 / -n auto suite runs")
+    p.add_argument("--skip-throughput", action="store_true", help="leave out the examples/s and replay run")
+    p.add_argument("--skip-scaling", action="store_true", help="leave out the cost-per-example tables")
+    p.add_argument(
+        "--scaling-check",
+        default="properties.invariants.backward:check_backward_sums",
+        help="MODULE:FUNCTION taking a Case, timed for the scaling tables",
+    )
+    p.add_argument("--repeats", type=int, default=5, help="timing repeats per scaling point (median; default 5)")
+    p.add_argument("--timeout", type=float, default=900, help="seconds allowed per suite run")
+    p.add_argument("--output", type=Path, default=REPORTS, help="where bench.json, bench.md, bench.png go")
+    p.add_argument(
+        "--plot",
+        action="store_true",
+        help="measure nothing: draw bench.png from the bench.json already in --output (needs matplotlib)",
+    )
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    if args.plot:
+        return redraw(args.output)
+    require_clone("python -m properties.bench")
+
+    import torch
+
+    seed = None if args.seed == "random" else args.seed
+    report: dict = {
+        "torch": torch.__version__,
+        "profile": args.profile,
+        "seed": seed or "random",
+        "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "aims": AIMS,
+        "notes": [],
+    }
+    if not args.skip_throughput:
+        report["throughput"] = measure_throughput(args.profile, seed, args.timeout)
+    if not args.skip_suite_timing:
+        report["suite"] = measure_suite(args.profile, args.timeout)
+    if not args.skip_scaling:
+        report["scaling"] = measure_scaling(args.scaling_check, args.repeats)
+        plot = args.output / "bench.png"
+        why_not = plot_scaling(report["scaling"], plot)
+        report["plot"] = None if why_not else relative(plot)
+        report["notes"] += [why_not] if why_not else []
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.output / "bench.md").write_text(render_markdown(report))
+    print(render_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,593 @@
+"""No false failures: run the suite under many distinct --hypothesis-seed values and report pass or fail per seed.
+
+    python -m properties.reliability --seeds 20                 # thorough profile, seeds 0…19
+    python -m properties.reliability --seeds 5 --start 1000 --profile ci --with-meta
+
+Each seed is one pytest subprocess (by default without tests/meta, whose negative controls are
+derandomized and so do not depend on the seed) with the example database off, so that no seed
+replays another's examples. A failing seed lists its failing tests and the command that
+reproduces each. Writes reports/reliability.json and reports/reliability.md.
+
+Soak: very many examples per property family, every failure recorded, and how close a sound
+torch comes to failing (the largest error ÷ tolerance of any comparison that passed):
+
+    python -m properties.reliability --soak                     # 1 chunk: 2000 examples per @given test
+    python -m properties.reliability --soak --chunks 10 --start 0 --jobs 2
+    python -m properties.reliability --soak --families backward_accumulates precision --examples 500
+    python -m properties.reliability --soak --render            # only re-aggregate the chunks already run
+
+Chunk i is one pytest subprocess (-n 0) with --hypothesis-seed=START+i over the default suite's
+property modules (no tests/meta, no tooling tests) and properties/tools/soak_recipes.py (the correct
+recipe under each option set), run under properties.tools.soak_plugin: every @given test draws
+--examples examples (--distributed-examples for the distributed family, where an example is one
+window), and a failing example is recorded and the test goes on; tests without @given run once
+per chunk, as usual, and one that fails is listed apart. Each finished chunk is saved as
+reports/soak/chunk-<seed>.json (chunk-<seed>-<family+family>.json with --families) and skipped by
+later invocations (unless --fresh), so a soak can be stopped and resumed; a test run twice under
+one seed is counted once. Every chunk file present is then aggregated into reports/soak.json and
+reports/soak.md: per family the examples (per dtype), false failures, the worst error ÷ tolerance
+and where, examples per second and whether the target is met (≥ 20,000 examples per dtype;
+≥ 2,000 windows for distributed), then every failure with its case and reproduce command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from properties.tools.audit import REPORTS, ROOT, SUITE_ARGS, failed_tests, require_clone, run_pytest
+from properties.tools.audit_plugin import ratio_from_json as ratio
+
+
+def reproduce_command(nodeid: str, profile: str, seed: int) -> str:
+    """The command that re-runs one test with this profile and seed."""
+    return f"pytest '{nodeid}' --hypothesis-profile={profile} --hypothesis-seed={seed}"
+
+
+def run_seed(seed: int, *, profile: str, with_meta: bool, timeout: float) -> dict:
+    """One seed's run: pass or fail, counts, failing tests with their message and reproduce command."""
+    paths = ("tests",) if with_meta else SUITE_ARGS
+    run = run_pytest((), profile=profile, seed=str(seed), xdist=False, timeout=timeout, paths=paths)
+    failures = failed_tests(run)
+    broken = run.returncode not in (0, 1) and not failures
+    return {
+        "seed": seed,
+        "passed": run.returncode == 0,
+        "status": "error" if broken else ("pass" if run.returncode == 0 else "FAIL"),
+        "tests": sum(1 for t in run.tests if t["when"] == "call"),
+        "examples": sum(t.get("examples") or 0 for t in run.tests),
+        "seconds": round(run.seconds, 1),
+        "failures": [
+            {"test": nodeid, "message": t.get("message", ""), "reproduce": reproduce_command(nodeid, profile, seed)}
+            for nodeid, t in sorted(failures.items())
+        ],
+        "output": run.output if broken else "",
+    }
+
+
+def render_markdown(report: dict) -> str:
+    """Pass/fail per seed, then every failure with its reproduce command."""
+    rows = report["seeds"]
+    passed = sum(r["passed"] for r in rows)
+    lines = [
+        "# Reliability: no false failures",
+        "",
+        f"torch {report['torch']}, profile `{report['profile']}`, {'with' if report['with_meta'] else 'without'} "
+        f"tests/meta: **{passed}/{len(rows)} seeds passed** in {report['seconds']:.0f} s.",
+        "",
+        "| seed | result | tests | examples | seconds | failing tests |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        failing = ", ".join(f"`{f['test'].split('::')[-1]}`" for f in r["failures"]) or "—"
+        cells = [r["seed"], r["status"], r["tests"], r["examples"], f"{r['seconds']:.1f}", failing]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    failures = [f for r in rows for f in r["failures"]]
+    if failures:
+        lines += ["", "## Reproduce", ""]
+        lines += [f"- {f['message'] or f['test']}\n  `{f['reproduce']}`" for f in failures]
+    return "\n".join(lines) + "\n"
+
+
+# --- soak ----------------------------------------------------------------------------------------
+
+TOOLING_TESTS = ("test_recipe_plugin.py", "test_public_api.py")  # they run subprocesses; tests/tools/ is not globbed
+RECIPE_SOAK = "properties/tools/soak_recipes.py"
+SOAK_PROFILE = "dev"
+EXAMPLE_TARGET = 20_000
+WINDOW_TARGET = 2_000
+WINDOW_FAMILIES = ("distributed",)
+
+
+def soak_files() -> dict[str, str]:
+    """family → file of the soak: tests/test_*.py but the tooling tests (they run subprocesses), and the recipe soak."""
+    from properties.tools.bench import family
+    from properties.tools.soak_recipes import SOAK_FAMILY
+
+    files = {
+        family(path.name): f"tests/{path.name}"
+        for path in sorted((ROOT / "tests").glob("test_*.py"))
+        if path.name not in TOOLING_TESTS
+    }
+    files[SOAK_FAMILY] = RECIPE_SOAK
+    return files
+
+
+def select_families(files: dict[str, str], names: Optional[Iterable[str]]) -> dict[str, str]:
+    """The files of the named families (a module name, with or without 'test_' and '.py'); all when names is empty."""
+    if not names:
+        return files
+    wanted = [Path(n).stem.removeprefix("test_") for n in names]
+    unknown = [n for n in wanted if n not in files]
+    if unknown:
+        raise SystemExit(f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {unknown}; known: {', '.join(files)}")
+    return {name: files[name] for name in files if name in wanted}
+
+
+def chunk_path(directory: Path, seed: int, families: Optional[list[str]]) -> Path:
+    """reports/soak/chunk-<seed>.json; with --families, chunk-<seed>-<family+family>.json."""
+    suffix = f"-{'+'.join(families)}" if families else ""
+    return directory / "soak" / f"chunk-{seed}{suffix}.json"
+
+
+def soak_pytest_args(record: Path, examples: int, window_examples: int) -> tuple[str, ...]:
+    """The pytest options of one chunk beyond run_pytest's own: the soak plugin and its example counts."""
+    return (
+        "-p",
+        "properties.tools.soak_plugin",
+        f"--soak-record={record}",
+        f"--soak-examples={examples}",
+        *(f"--soak-examples-for={family}={window_examples}" for family in WINDOW_FAMILIES),
+        "-m",
+        "not meta",
+    )
+
+
+def soak_reproduce(nodeid: str, seed, examples: Optional[int]) -> str:
+    """The command that re-runs one test's soak: it draws the same examples and lists its failures in the summary."""
+    count = f" --soak-examples={examples}" if examples else ""
+    return f"pytest -p properties.tools.soak_plugin{count} '{nodeid}' --hypothesis-seed={seed}"
+
+
+def run_chunk(seed: int, files: list[str], *, examples: int, window_examples: int, timeout: float) -> dict:
+    """One chunk: the soak over `files` with this seed; its records, or status 'error' and the output's tail."""
+    import hypothesis
+    import torch
+
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with tempfile.TemporaryDirectory(prefix="soak-") as scratch:
+        record = Path(scratch) / "soak.json"
+        extra = soak_pytest_args(record, examples, window_examples)
+        run = run_pytest(extra, profile=SOAK_PROFILE, seed=str(seed), xdist=False, timeout=timeout, paths=files)
+        soaked = json.loads(record.read_text()) if record.exists() else None
+    shown = [a for a in extra if not a.startswith("--soak-record")]
+    return {
+        "seed": seed,
+        "examples": examples,
+        "window_examples": window_examples,
+        "files": list(files),
+        "torch": torch.__version__,
+        "hypothesis": hypothesis.__version__,
+        "date": started,
+        "seconds": round(run.seconds, 1),
+        "returncode": run.returncode,
+        "status": "ok" if soaked is not None else "error",
+        "command": " ".join(
+            shlex.quote(a)
+            for a in ["pytest", "-n", "0", *shown, f"--hypothesis-profile={SOAK_PROFILE}", f"--hypothesis-seed={seed}", *files]
+        ),
+        "tests": soaked["tests"] if soaked else [],
+        "output": run.output if soaked is None or run.returncode not in (0, 1) else "",
+    }
+
+
+def load_chunks(directory: Path) -> list[dict]:
+    """Every chunk file under directory/soak, in seed order (a file that is not a chunk's JSON is left out)."""
+    chunks = []
+    for path in sorted((directory / "soak").glob("chunk-*.json")):
+        try:
+            chunk = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(chunk, dict) and "tests" in chunk:
+            chunk["file"] = path.name
+            chunks.append(chunk)
+    return sorted(chunks, key=lambda c: (str(c.get("seed")), c.get("file", "")))
+
+
+def new_family(name: str) -> dict:
+    return {
+        "family": name,
+        "unit": "windows" if name in WINDOW_FAMILIES else "examples",
+        "tests": set(),
+        "examples": 0,
+        "dtypes": {},
+        "failing_examples": 0,
+        "failure_count": 0,
+        "worst": None,
+        "where": None,
+        "seconds": 0.0,
+        "chunks": set(),
+    }
+
+
+def worse(value, than) -> bool:
+    """Whether the error ÷ tolerance `value` is larger than `than` (None: nothing compared)."""
+    return value is not None and (than is None or ratio(value) > ratio(than))
+
+
+def target(row: dict) -> tuple[bool, str]:
+    """Whether a family meets its target (≥ 2,000 windows for distributed, ≥ 20,000 examples per dtype), and what falls short."""
+    if row["unit"] == "windows":
+        return row["examples"] >= WINDOW_TARGET, "" if row[
+            "examples"
+        ] >= WINDOW_TARGET else f"{row['examples']:,} < {WINDOW_TARGET:,} windows"
+    counts: dict[str, int] = {}
+    for name, bucket in row["dtypes"].items():
+        key = "float64" if name == "n/a" else name  # a property that draws no dtype runs in float64 (or compares no floats)
+        counts[key] = counts.get(key, 0) + bucket["examples"]
+    short = [f"{name} {count:,}" for name, count in sorted(counts.items()) if count < EXAMPLE_TARGET]
+    return not short, ", ".join(short) + (f" < {EXAMPLE_TARGET:,}" if short else "")
+
+
+def aggregate(chunks: list[dict], command: str = "") -> dict:
+    """All chunks into one report: per family counts, dtypes, failures, worst error ÷ tolerance; every failure.
+
+    The same test run twice under the same seed (two chunk files of one seed) draws the same
+    examples: only its run with the most examples counts.
+    """
+    best: dict[tuple[str, str], tuple[dict, dict]] = {}
+    duplicates = 0
+    for chunk in chunks:
+        for test in chunk.get("tests", []):
+            key = (str(chunk.get("seed")), test["nodeid"], test.get("when", "call"))
+            if key in best:
+                duplicates += 1
+                if (test.get("soak") or {}).get("examples", 0) <= (best[key][1].get("soak") or {}).get("examples", 0):
+                    continue
+            best[key] = (chunk, test)
+    families: dict[str, dict] = {}
+    failures, others = [], []
+    for (seed, nodeid, _when), (_chunk, test) in sorted(best.items(), key=lambda item: (item[0][1], item[0][0])):
+        soak = test.get("soak") or {}
+        if not soak.get("given"):
+            if test.get("outcome") in ("failed", "xpassed"):
+                others.append(
+                    {
+                        "test": nodeid,
+                        "seed": seed,
+                        "when": test.get("when", "call"),
+                        "outcome": test["outcome"],
+                        "message": test.get("message", ""),
+                        "reproduce": f"pytest '{nodeid}' --hypothesis-profile={SOAK_PROFILE} --hypothesis-seed={seed}",
+                    }
+                )
+            continue
+        row = families.setdefault(soak["family"], new_family(soak["family"]))
+        row["tests"].add(nodeid)
+        row["chunks"].add(seed)
+        row["examples"] += soak["examples"]
+        row["failing_examples"] += soak["failing_examples"]
+        row["failure_count"] += soak["failure_count"]
+        row["seconds"] += soak["seconds"]
+        for name, bucket in soak["dtypes"].items():
+            mine = row["dtypes"].setdefault(name, {"examples": 0, "failures": 0, "worst": None})
+            mine["examples"] += bucket["examples"]
+            mine["failures"] += bucket["failures"]
+            if worse(bucket["worst"], mine["worst"]):
+                mine["worst"] = bucket["worst"]
+        if worse(soak["worst"], row["worst"]):
+            row["worst"] = soak["worst"]
+            row["where"] = {"test": nodeid, "seed": seed, "comparison": soak["worst_comparison"], "case": soak["worst_case"]}
+        if test.get("outcome") == "failed":
+            others.append(
+                {
+                    "test": nodeid,
+                    "seed": seed,
+                    "when": test.get("when", "call"),
+                    "outcome": "failed",
+                    "message": test.get("message", ""),
+                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples")),
+                }
+            )
+        for failure in soak["failures"]:
+            failures.append(
+                {
+                    "family": soak["family"],
+                    "test": nodeid,
+                    "seed": seed,
+                    **failure,
+                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples")),
+                }
+            )
+        kept = len(soak["failures"])
+        if soak["failure_count"] > kept:
+            failures.append(
+                {
+                    "family": soak["family"],
+                    "test": nodeid,
+                    "seed": seed,
+                    "example": None,
+                    "case": "",
+                    "dtype": "",
+                    "excess": None,
+                    "error": "",
+                    "message": f"{soak['failure_count'] - kept} more failures not kept (--soak-keep)",
+                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples")),
+                }
+            )
+    rows = []
+    for name in sorted(families):
+        row = families[name]
+        met, short = target(row)
+        rows.append(
+            {
+                **row,
+                "tests": len(row["tests"]),
+                "chunks": sorted(row["chunks"]),
+                "seconds": round(row["seconds"], 3),
+                "examples_per_second": round(row["examples"] / row["seconds"], 2) if row["seconds"] else None,
+                "target_met": met,
+                "short_of_target": short,
+            }
+        )
+    torches = sorted({c.get("torch", "?") for c in chunks})
+    return {
+        "torch": ", ".join(torches) if torches else "?",
+        "hypothesis": ", ".join(sorted({c.get("hypothesis", "?") for c in chunks})),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "chunks": [
+            {
+                k: c.get(k)
+                for k in ("file", "seed", "examples", "window_examples", "date", "seconds", "returncode", "status", "command")
+            }
+            for c in chunks
+        ],
+        "examples": sum(r["examples"] for r in rows),
+        "failing_examples": sum(r["failing_examples"] for r in rows),
+        "failure_count": sum(r["failure_count"] for r in rows),
+        "seconds": round(sum(r["seconds"] for r in rows), 1),
+        "chunk_seconds": round(sum(c.get("seconds") or 0 for c in chunks), 1),
+        "duplicates_left_out": duplicates,
+        "targets": {"examples_per_dtype": EXAMPLE_TARGET, "windows": WINDOW_TARGET},
+        "families": rows,
+        "failures": failures,
+        "other_failures": others,
+    }
+
+
+def number(value: Optional[float]) -> str:
+    """An error ÷ tolerance for the table: 3 significant digits, '—' when nothing was compared."""
+    if value is None:
+        return "—"
+    value = ratio(value)
+    return "∞" if math.isinf(value) else f"{value:.3g}"
+
+
+def cut(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_soak_markdown(report: dict, list_limit: int = 50) -> str:
+    """The soak as markdown: header, one row per family, where each came closest to failing, every failure."""
+    chunks = report["chunks"]
+    seeds = ", ".join(str(c["seed"]) for c in chunks) or "none"
+    settings = sorted({(c.get("examples"), c.get("window_examples")) for c in chunks}, key=str)
+    per_chunk = "; ".join(f"{e} examples per @given test per chunk ({w} windows for distributed)" for e, w in settings)
+    broken = [c for c in chunks if c.get("status") != "ok"]
+    lines = [
+        "# Soak: no false failures, and how close a sound torch comes to one",
+        "",
+        f"torch {report['torch']}, hypothesis {report['hypothesis']}; rendered {report['date']}.",
+        f"{len(chunks)} chunk(s), seeds {seeds}; {per_chunk}.",
+        "",
+        f"**{report['examples']:,} examples, {report['failing_examples']:,} false failures**"
+        + (
+            f" ({report['failure_count']:,} failing properties or comparisons in all)"
+            if report["failure_count"] != report["failing_examples"]
+            else ""
+        )
+        + f" in {report['seconds']:,.0f} s inside the soaked tests ({report.get('chunk_seconds', 0):,.0f} s of chunk wall time).",
+        "",
+        f"Command: `{report['command']}`" if report["command"] else "",
+        "",
+        "| family | tests | examples | per dtype | false failures | worst error ÷ tolerance | examples/s | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["families"]:
+        dtypes = " · ".join(f"{name} {bucket['examples']:,}" for name, bucket in sorted(row["dtypes"].items()))
+        examples = f"{row['examples']:,}" + (" windows" if row["unit"] == "windows" else "")
+        failures = f"**{row['failing_examples']:,}**" if row["failing_examples"] else "0"
+        rate = "—" if row["examples_per_second"] is None else f"{row['examples_per_second']:.1f}"
+        goal = "✓" if row["target_met"] else f"✗ ({row['short_of_target']})"
+        lines.append(
+            f"| {row['family']} | {row['tests']} | {examples} | {dtypes} | {failures} | "
+            f"{number(row['worst'])} | {rate} | {goal} |"
+        )
+    lines += [
+        "",
+        f"*error ÷ tolerance*: max |actual − expected| / (atol + rtol·|expected|) over every comparison of an "
+        f"example that passed (1 is the tolerance). *target*: ≥ {EXAMPLE_TARGET:,} examples per dtype (n/a: the "
+        f"property draws no dtype and runs in float64, so it counts as float64), "
+        f"≥ {WINDOW_TARGET:,} windows for distributed (one example is one window).",
+    ]
+    closest = [r for r in report["families"] if r["where"]]
+    if closest:
+        lines += ["", "## Closest to failing", ""]
+        for row in closest:
+            where = row["where"]
+            lines.append(
+                f"- **{row['family']}** {number(row['worst'])}: {where['comparison']} in "
+                f"`{where['test'].split('::')[-1]}` (seed {where['seed']}); {cut(where['case'], 300)}"
+            )
+    failures = report["failures"]
+    lines += ["", "## False failures", ""]
+    if not failures:
+        lines.append("None.")
+    shown: dict[str, int] = defaultdict(int)
+    for failure in failures:
+        shown[failure["test"]] += 1
+        if list_limit and shown[failure["test"]] == list_limit + 1:
+            left = sum(1 for f in failures if f["test"] == failure["test"]) - list_limit
+            lines.append(f"- … {left} more failures of `{failure['test']}` are listed in soak.json")
+        if list_limit and shown[failure["test"]] > list_limit:
+            continue
+        if failure.get("example") is None:
+            lines.append(f"- `{failure['test']}` (seed {failure['seed']}): {failure['message']}")
+            continue
+        what = f" [{failure['property']}]" if failure.get("property") else ""
+        first = (failure.get("message") or "").splitlines()[:1]
+        lines += [
+            f"- **{failure['family']}**{what} `{failure['test'].split('::')[-1]}`, seed {failure['seed']}, "
+            f"example {failure['example']}, {failure['dtype']}, error ÷ tolerance {number(failure.get('excess'))}",
+            f"  - case: {cut(failure['case'], 400)}",
+            f"  - {cut(first[0], 300) if first else failure.get('error', '')}",
+            f"  - reproduce: `{failure['reproduce']}`",
+        ]
+    if report["other_failures"]:
+        lines += ["", "## Other failing tests (run once per chunk, not soaked)", ""]
+        for other in report["other_failures"]:
+            lines.append(
+                f"- `{other['test']}` ({other['when']}, seed {other['seed']}): {cut(other['message'], 300)}\n"
+                f"  reproduce: `{other['reproduce']}`"
+            )
+    if broken:
+        lines += ["", "## Chunks that did not finish", ""]
+        lines += [f"- seed {c['seed']}: status {c['status']}, exit {c['returncode']} after {c['seconds']} s" for c in broken]
+    if report["duplicates_left_out"]:
+        lines += ["", f"Note: {report['duplicates_left_out']} test run(s) repeated a seed already counted and were left out."]
+    return "\n".join(line for i, line in enumerate(lines) if line or (i and lines[i - 1])) + "\n"
+
+
+def write_soak_reports(report: dict, directory: Path, list_limit: int = 50) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "soak.json").write_text(json.dumps(report, indent=1) + "\n")
+    (directory / "soak.md").write_text(render_soak_markdown(report, list_limit))
+
+
+def soak(args, command: str, progress: Callable[[str], None]) -> int:
+    """Run the chunks not yet saved, then aggregate every chunk file into soak.json and soak.md."""
+    directory = args.output
+    status = 0
+    if not args.render:
+        files = select_families(soak_files(), args.families)
+        names = sorted(files) if args.families else None
+        examples = args.examples
+        window_examples = args.distributed_examples or max(1, examples // 10)
+        seeds = range(args.start, args.start + args.chunks)
+        todo = [s for s in seeds if args.fresh or not chunk_path(directory, s, names).exists()]
+        for seed in sorted(set(seeds) - set(todo)):
+            progress(f"chunk {seed}: already in {chunk_path(directory, seed, names)}, skipped (--fresh redoes it)")
+
+        def one(seed: int) -> dict:
+            chunk = run_chunk(
+                seed, list(files.values()), examples=examples, window_examples=window_examples, timeout=args.timeout or 24 * 3600
+            )
+            chunk["invocation"] = command
+            if chunk["status"] == "ok":
+                path = chunk_path(directory, seed, names)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(chunk, indent=1) + "\n")
+            given = [t["soak"] for t in chunk["tests"] if (t.get("soak") or {}).get("given")]
+            progress(
+                f"chunk {seed}: {chunk['status']}, {sum(g['examples'] for g in given):,} examples, "
+                f"{sum(g['failing_examples'] for g in given):,} failing, {chunk['seconds']:.0f} s"
+                + ("" if chunk["status"] == "ok" else f"; not saved:\n{chunk['output']}")
+            )
+            return chunk
+
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs or 1)) as pool:
+            results = list(pool.map(one, todo))
+        status = 1 if any(c["status"] != "ok" for c in results) else 0
+    chunks = load_chunks(directory)
+    if not chunks:
+        progress(f"no chunk files under {directory / 'soak'}: nothing to aggregate")
+        return 1
+    report = aggregate(chunks, command)
+    write_soak_reports(report, directory, args.list_limit)
+    print(render_soak_markdown(report, args.list_limit))
+    return 1 if status or report["failing_examples"] or report["other_failures"] else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m properties.reliability", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--seeds", type=int, default=20, help="how many seeds (default: 20)")
+    p.add_argument("--start", type=int, default=0, help="first seed (default: 0); with --soak, chunk i uses START+i")
+    p.add_argument("--profile", default="thorough", help="Hypothesis profile of the seeds (default: thorough)")
+    p.add_argument("--with-meta", action="store_true", help="also run tests/meta")
+    p.add_argument(
+        "--jobs", type=int, default=None, help="seeds (or soak chunks) run at the same time (default: cores; 1 with --soak)"
+    )
+    p.add_argument("--timeout", type=float, default=None, help="seconds allowed per seed (default 3600) or chunk (default 86400)")
+    p.add_argument("--output", type=Path, default=REPORTS, help="where the reports go (default: reports/)")
+    soak_group = p.add_argument_group("soak")
+    soak_group.add_argument("--soak", action="store_true", help="run the soak instead of the seeds")
+    soak_group.add_argument("--examples", type=int, default=2000, help="examples per @given test per chunk (default: 2000)")
+    soak_group.add_argument(
+        "--distributed-examples", type=int, default=None, help="windows per distributed test per chunk (default: --examples / 10)"
+    )
+    soak_group.add_argument("--chunks", type=int, default=1, help="chunks to run (default: 1)")
+    soak_group.add_argument("--families", nargs="+", metavar="NAME", help="only these families (module names)")
+    soak_group.add_argument("--fresh", action="store_true", help="run chunks again even when their file exists")
+    soak_group.add_argument("--render", action="store_true", help="only aggregate the chunk files already there")
+    soak_group.add_argument(
+        "--list-limit",
+        type=int,
+        default=50,
+        help="failures listed per test in soak.md (default 50, 0: all; soak.json has every one kept)",
+    )
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    import torch
+
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    if not args.render:
+        require_clone("python -m properties.reliability")
+    if args.soak or args.render:
+        command = "python -m properties.reliability " + " ".join(shlex.quote(a) for a in argv)
+        return soak(args, command, lambda line: print(line, file=sys.stderr, flush=True))
+    start = time.perf_counter()
+    jobs = args.jobs or os.cpu_count() or 1
+    timeout = args.timeout or 3600
+
+    def one(seed: int) -> dict:
+        row = run_seed(seed, profile=args.profile, with_meta=args.with_meta, timeout=timeout)
+        print(f"seed {seed}: {row['status']} ({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
+        return row
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        rows = list(pool.map(one, range(args.start, args.start + args.seeds)))
+    report = {
+        "torch": torch.__version__,
+        "profile": args.profile,
+        "with_meta": args.with_meta,
+        "seconds": round(time.perf_counter() - start, 1),
+        "seeds": rows,
+        "passed": sum(r["passed"] for r in rows),
+    }
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "reliability.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.output / "reliability.md").write_text(render_markdown(report))
+    print(render_markdown(report))
+    return 0 if report["passed"] == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
