@@ -41,7 +41,7 @@ PUBLIC = {
     "check_windows_match_full_batch_steps": "properties.invariants.equivalence",
     "check_backward_after_reset_is_fresh": "properties.invariants.zero_grad",
     "check_mse_matches_closed_form": "properties.invariants.closed_form",
-    "check_step_follows_documented_update": "properties.invariants.optimizers",
+    "check_step_follows_documented_update": "properties.invariants.optimizer_steps",
     "check_accumulated_gradient_within_rounding_bound": "properties.invariants.precision",
     "assert_grads_close": "properties.compare",
     "assert_tensor_close": "properties.compare",

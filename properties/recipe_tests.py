@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given, reject
 from hypothesis.errors import Unsatisfiable
 
-from properties.recipes.check import error_for, search_settings
 from properties.recipes.checks import BY_NAME
 from properties.recipes.contract import check_contract
 from properties.recipes.errors import RecipeError
 from properties.recipes.examples import recipe_cases
 from properties.recipes.observation import Observation
+from properties.recipes.search import error_for, search_settings
 
 
 def holds(name: str, recipe, options, config) -> None:

@@ -6,8 +6,7 @@ from hypothesis import strategies as st
 
 from properties import accumulate as A
 from properties.case import Case
-from properties.invariants import equivalence as E
-from properties.invariants import tokens as T
+from properties.invariants import equivalence, tokens
 from properties.meta import assert_rejects
 from properties.models import ModelSpec
 
@@ -17,49 +16,49 @@ def one_hidden_unit(activation: str, seed: int) -> Case:
     return Case(ModelSpec("mlp", 1, 3, hidden=1, activation=activation), (1,), torch.float64, seed)
 
 
-@given(case=E.CASES, how=E.HOWS)
+@given(case=equivalence.CASES, how=equivalence.HOWS)
 @example(case=one_hidden_unit("gelu", 1709), how=A.SUMS_OVER_COUNT)
 @example(case=one_hidden_unit("gelu", 14), how=A.SUMS_OVER_COUNT)
 @example(case=one_hidden_unit("tanh", 421), how=A.SUMS_OVER_COUNT)
 @example(case=one_hidden_unit("sigmoid", 155), how=A.SUMS_OVER_COUNT)
 @example(case=one_hidden_unit("softplus", 426), how=A.SUMS_OVER_COUNT)
 def test_micro_batch_means_scaled_by_m_over_n_or_sums_over_the_count_accumulate_to_the_full_batch_gradient(case, how):
-    E.check_accumulation_matches_full_batch(case, how)
+    equivalence.check_accumulation_matches_full_batch(case, how)
 
 
-@given(case=E.WINDOW_CASES, steps=E.STEPS, set_to_none=E.SET_TO_NONE)
+@given(case=equivalence.WINDOW_CASES, steps=equivalence.STEPS, set_to_none=equivalence.SET_TO_NONE)
 def test_window_after_window_accumulation_gives_the_gradients_and_parameters_of_full_batch_sgd_steps(case, steps, set_to_none):
-    E.check_windows_match_full_batch_steps(case, steps, set_to_none)
+    equivalence.check_windows_match_full_batch_steps(case, steps, set_to_none)
 
 
-@given(case=E.EQUAL_CASES)
+@given(case=equivalence.EQUAL_CASES)
 def test_dividing_each_micro_batch_mean_by_k_is_right_when_every_micro_batch_has_the_same_size(case):
-    E.check_accumulation_matches_full_batch(case, A.MEANS_OVER_K)
+    equivalence.check_accumulation_matches_full_batch(case, A.MEANS_OVER_K)
 
 
 def test_dividing_each_micro_batch_mean_by_k_is_wrong_already_for_micro_batches_of_one_and_two_rows():
     example, message = assert_rejects(
-        E.check_accumulation_matches_full_batch, case=E.LINEAR_CASES, how=st.just(A.MEANS_OVER_K), shrink=True
+        equivalence.check_accumulation_matches_full_batch, case=equivalence.LINEAR_CASES, how=st.just(A.MEANS_OVER_K), shrink=True
     )
     assert sorted(example["case"].sizes) == [1, 2], f"not shrunk to the split [1, 2]: {example}"
     assert "Σⱼ mean lossⱼ / k" in message and "largest |actual − expected|" in message
 
 
-@given(case=T.CASES)
+@given(case=tokens.CASES)
 def test_token_losses_summed_and_divided_by_the_window_token_count_accumulate_to_the_full_batch_gradient(case):
-    T.check_token_accumulation_matches_full_batch(case, T.WINDOW_TOKENS)
+    tokens.check_token_accumulation_matches_full_batch(case, tokens.WINDOW_TOKENS)
 
 
-@given(case=T.EQUAL_COUNT_CASES)
+@given(case=tokens.EQUAL_COUNT_CASES)
 def test_the_mean_of_micro_batch_token_means_is_right_when_every_micro_batch_has_the_same_token_count(case):
-    T.check_token_accumulation_matches_full_batch(case, T.MEAN_OF_MEANS)
+    tokens.check_token_accumulation_matches_full_batch(case, tokens.MEAN_OF_MEANS)
 
 
 def test_the_mean_of_micro_batch_token_means_is_wrong_once_padding_makes_the_token_counts_differ():
     example, message = assert_rejects(
-        T.check_token_accumulation_matches_full_batch,
-        case=T.CASES_WITH_TOKENS_EVERYWHERE,
-        how=st.just(T.MEAN_OF_MEANS),
+        tokens.check_token_accumulation_matches_full_batch,
+        case=tokens.CASES_WITH_TOKENS_EVERYWHERE,
+        how=st.just(tokens.MEAN_OF_MEANS),
         shrink=True,
     )
     case = example["case"]
@@ -67,6 +66,6 @@ def test_the_mean_of_micro_batch_token_means_is_wrong_once_padding_makes_the_tok
     assert "non-ignored tokens per micro-batch" in message
 
 
-@given(case=E.SPARSE_CASES)
+@given(case=equivalence.SPARSE_CASES)
 def test_sparse_embedding_gradients_accumulated_and_coalesced_equal_the_dense_full_batch_gradient(case):
-    E.check_sparse_embedding_gradients_coalesce_to_dense(case)
+    equivalence.check_sparse_embedding_gradients_coalesce_to_dense(case)

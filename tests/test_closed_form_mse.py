@@ -3,28 +3,28 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from properties.invariants import closed_form as C
+from properties.invariants import closed_form
 from properties.meta import assert_rejects
 
 
-@given(case=C.CASES, reduction=C.REDUCTIONS)
+@given(case=closed_form.CASES, reduction=closed_form.REDUCTIONS)
 def test_mse_loss_and_its_weight_and_bias_gradients_equal_their_closed_forms(case, reduction):
-    C.check_mse_matches_closed_form(case, reduction)
+    closed_form.check_mse_matches_closed_form(case, reduction)
 
 
-@given(case=C.SQUARE_OR_MULTI_OUTPUT, reduction=C.REDUCTIONS)
+@given(case=closed_form.SQUARE_OR_MULTI_OUTPUT, reduction=closed_form.REDUCTIONS)
 def test_the_closed_forms_hold_for_square_weights_and_several_outputs(case, reduction):
-    C.check_mse_matches_closed_form(case, reduction)
+    closed_form.check_mse_matches_closed_form(case, reduction)
 
 
-@given(case=C.CASES)
+@given(case=closed_form.CASES)
 def test_the_tutorial_micro_batch_formulas_over_d_out_and_their_sum_over_k_micro_batches_match_autograd(case):
-    C.check_tutorial_formulas_match_autograd(case)
+    closed_form.check_tutorial_formulas_match_autograd(case)
 
 
 def test_the_tutorial_formula_as_written_is_d_out_times_the_mse_loss_gradient():
     example, message = assert_rejects(
-        C.check_tutorial_formulas_match_autograd, case=C.CASES, per_output=st.just(False), shrink=True
+        closed_form.check_tutorial_formulas_match_autograd, case=closed_form.CASES, per_output=st.just(False), shrink=True
     )
     assert example["case"].model.out_features == 2, f"not shrunk to two outputs: {example}"
     assert "actual ≈ 0.5 × expected" in message

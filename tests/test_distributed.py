@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from properties.case import Case
-from properties.distributed import invariants as D
-from properties.distributed import unavailable_reason
+from properties.distributed import invariants, unavailable_reason
 from properties.distributed.cases import DistributedCase
 from properties.distributed.pool import RankFailure, RankPool
 from properties.distributed.window import Fault
@@ -24,35 +23,37 @@ pytestmark = [
     pytest.mark.xdist_group("distributed"),
     pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
 ]
-WORLD_SIZES = pytest.mark.parametrize("world_size", D.WORLD_SIZES, ids=lambda w: f"{w}-ranks")
+WORLD_SIZES = pytest.mark.parametrize("world_size", invariants.WORLD_SIZES, ids=lambda w: f"{w}-ranks")
 
 
 @WORLD_SIZES
 @settings(deadline=None)
 @given(data=st.data())
 def test_k_micro_batches_per_rank_under_no_sync_give_every_rank_the_full_batch_gradient(rank_pool, world_size, data):
-    D.check_window_gives_full_batch_gradient(rank_pool, data.draw(D.window_cases(world_size), label="case"))
+    invariants.check_window_gives_full_batch_gradient(rank_pool, data.draw(invariants.window_cases(world_size), label="case"))
 
 
 @WORLD_SIZES
 @settings(deadline=None)
 @given(data=st.data())
 def test_a_window_all_reduces_each_gradient_once_and_nothing_inside_no_sync(rank_pool, world_size, data):
-    D.check_one_allreduce_per_window(rank_pool, data.draw(D.window_cases(world_size, min_k=2), label="case"))
+    invariants.check_one_allreduce_per_window(rank_pool, data.draw(invariants.window_cases(world_size, min_k=2), label="case"))
 
 
 @WORLD_SIZES
 @settings(deadline=None)
 @given(data=st.data())
 def test_inside_no_sync_each_rank_holds_only_its_own_accumulated_gradient(rank_pool, world_size, data):
-    D.check_gradients_stay_local_inside_no_sync(rank_pool, data.draw(D.window_cases(world_size, min_k=2), label="case"))
+    invariants.check_gradients_stay_local_inside_no_sync(
+        rank_pool, data.draw(invariants.window_cases(world_size, min_k=2), label="case")
+    )
 
 
 @WORLD_SIZES
 @settings(deadline=None)
 @given(data=st.data())
 def test_the_step_after_a_window_leaves_every_rank_with_the_full_batch_step(rank_pool, world_size, data):
-    D.check_step_matches_full_batch_step(rank_pool, data.draw(D.window_cases(world_size), label="case"))
+    invariants.check_step_matches_full_batch_step(rank_pool, data.draw(invariants.window_cases(world_size), label="case"))
 
 
 FAULT_TIMEOUT_S = 5.0

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 
 from properties.recipes import BUGGY_RECIPES, CORRECT_RECIPE, RecipeError, RecipeOptions, check_recipe
-from properties.recipes.check import check_example
 from properties.recipes.examples import recipe_cases
-from properties.recipes.optimizers import scaler_supported
+from properties.recipes.hyperparameters import scaler_supported
+from properties.recipes.search import check_example
 
 BUGS = {bug.name: bug for bug in BUGGY_RECIPES}
 NEEDS_SCALER = pytest.mark.skipif(not scaler_supported(), reason="no CPU torch.amp.GradScaler (torch < 2.3)")

@@ -9,10 +9,10 @@ from properties.case import Case
 from properties.models import ModelSpec
 from properties.recipes import BUGGY_RECIPES, CORRECT_RECIPE, RecipeContractError, RecipeError, check_recipe
 from properties.recipes.bundled import accumulate, drops_last_window
-from properties.recipes.check import check_example
 from properties.recipes.examples import RecipeCase, recipe_cases
+from properties.recipes.hyperparameters import OptimizerChoice
 from properties.recipes.misbehaving import MISBEHAVING, takes_four_arguments
-from properties.recipes.optimizers import OptimizerChoice
+from properties.recipes.search import check_example
 from properties.tutorial import tutorial_second_loop
 
 CORE_BUGS = [bug for bug in BUGGY_RECIPES if not bug.options]

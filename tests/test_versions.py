@@ -5,12 +5,11 @@ from hypothesis import strategies as st
 from torch import nn, optim
 
 from properties import observe, versions
-from properties.invariants import zero_grad as Z
+from properties.invariants import zero_grad
 from properties.meta import assert_rejects
-from properties.mutants import Mutant
-from properties.mutants import autograd as M
+from properties.mutants import Mutant, autograd
 
-OWNERS = st.sampled_from(Z.OWNERS)
+OWNERS = st.sampled_from(zero_grad.OWNERS)
 
 
 def _new_default(monkeypatch):
@@ -80,7 +79,7 @@ def test_the_installed_torch_behaves_as_the_version_table_documents():
 
 
 def test_the_observe_probe_reports_a_reverted_zero_grad_default_as_a_disagreement(monkeypatch):
-    M.ZERO_GRAD_OLD_DEFAULT.apply(monkeypatch)
+    autograd.ZERO_GRAD_OLD_DEFAULT.apply(monkeypatch)
     monkeypatch.setattr(versions, "INSTALLED", (2, 13, 0))
     records = {record["name"]: record for record in observe.observe()["behaviours"]}
     for name in ("Module.zero_grad() sets .grad to None", "Optimizer.zero_grad() sets .grad to None"):
@@ -90,9 +89,11 @@ def test_the_observe_probe_reports_a_reverted_zero_grad_default_as_a_disagreemen
 @pytest.mark.meta
 @pytest.mark.parametrize("version", [(2, 0, 0), (2, 13, 0)], ids=versions.version_text)
 def test_a_torch_2_whose_zero_grad_reverted_to_the_1x_default_fails_the_suite(monkeypatch, version):
-    M.ZERO_GRAD_OLD_DEFAULT.apply(monkeypatch)
+    autograd.ZERO_GRAD_OLD_DEFAULT.apply(monkeypatch)
     monkeypatch.setattr(versions, "INSTALLED", version)
-    _, message = assert_rejects(Z.check_reset_default_is_documented, case=Z.CASES, owner=OWNERS, groups=Z.GROUPS)
+    _, message = assert_rejects(
+        zero_grad.check_reset_default_is_documented, case=zero_grad.CASES, owner=OWNERS, groups=zero_grad.GROUPS
+    )
     assert "documents set_to_none=True" in message and "should be None" in message
 
 
@@ -100,7 +101,9 @@ def test_a_torch_2_whose_zero_grad_reverted_to_the_1x_default_fails_the_suite(mo
 def test_a_torch_1x_whose_zero_grad_took_the_2x_default_fails_the_suite(monkeypatch):
     ZERO_GRAD_NEW_DEFAULT.apply(monkeypatch)
     monkeypatch.setattr(versions, "INSTALLED", (1, 13, 1))
-    _, message = assert_rejects(Z.check_reset_default_is_documented, case=Z.CASES, owner=OWNERS, groups=Z.GROUPS)
+    _, message = assert_rejects(
+        zero_grad.check_reset_default_is_documented, case=zero_grad.CASES, owner=OWNERS, groups=zero_grad.GROUPS
+    )
     assert "documents set_to_none=False" in message and "became None" in message
 
 

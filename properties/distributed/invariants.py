@@ -20,7 +20,7 @@ from properties.compare import (
 )
 from properties.distributed.cases import DistributedCase
 from properties.distributed.pool import RankPool
-from properties.distributed.reference import (
+from properties.distributed.single_process import (
     full_batch_gradient,
     full_batch_step,
     gradient_tolerances,

@@ -16,8 +16,8 @@ LAZY = {
     "PROPERTIES": "properties.recipes.checks",
     "RecipeCase": "properties.recipes.examples",
     "recipe_cases": "properties.recipes.examples",
-    "RecipeReport": "properties.recipes.check",
-    "check_example": "properties.recipes.check",
+    "RecipeReport": "properties.recipes.search",
+    "check_example": "properties.recipes.search",
 }
 
 
@@ -41,7 +41,7 @@ def check_recipe(recipe, **options):
     property, each with its own shrunk counterexample (slower, only when the recipe fails).
     """
     __tracebackhide__ = True
-    from properties.recipes.check import run_check
+    from properties.recipes.search import run_check
 
     return run_check(recipe, RecipeOptions.of(**options))
 

@@ -7,8 +7,8 @@ import torch
 from properties import grads as G
 from properties.compare import assert_grads_close, unit_roundoff
 from properties.recipes.checks import gradient_tolerance, placements, plural, scheduled_lrs, widest
+from properties.recipes.full_batch import clipped, scaled
 from properties.recipes.observation import Observation
-from properties.recipes.reference import clipped, scaled
 
 FIX_WEIGHTS = "weight micro-batch j's mean loss by mⱼ / n_window (its share of the window's samples)"
 

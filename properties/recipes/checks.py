@@ -12,8 +12,8 @@ from properties import bounds
 from properties.case import dtype_name
 from properties.compare import Tolerance, assert_grads_close, summation_tolerance, unit_roundoff
 from properties.recipes.examples import RecipeCase
+from properties.recipes.hyperparameters import SCHEDULER_GAMMA, make_scheduler
 from properties.recipes.observation import Observation
-from properties.recipes.optimizers import SCHEDULER_GAMMA, make_scheduler
 
 
 def widest(example: RecipeCase) -> int:

@@ -10,7 +10,7 @@ import torch
 from hypothesis import strategies as st
 
 from properties.case import Case
-from properties.recipes.optimizers import SCALER_SETTINGS, SCHEDULER_GAMMA, OptimizerChoice
+from properties.recipes.hyperparameters import SCALER_SETTINGS, SCHEDULER_GAMMA, OptimizerChoice
 from properties.recipes.options import RecipeOptions
 from properties.strategies import batch_splits, cases, model_specs, seeds
 

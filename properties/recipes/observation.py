@@ -6,7 +6,7 @@ from functools import cached_property
 from typing import Callable
 
 from properties.recipes.examples import RecipeCase
-from properties.recipes.reference import Expected, Probe, reference_run
+from properties.recipes.full_batch import Expected, Probe, reference_run
 from properties.recipes.trace import Run, observe
 
 

@@ -15,7 +15,7 @@ from properties import grads as G
 from properties.compare import dense
 from properties.hermetic import GlobalState
 from properties.recipes.examples import RecipeCase
-from properties.recipes.optimizers import make_scaler, make_scheduler
+from properties.recipes.hyperparameters import make_scaler, make_scheduler
 
 SCHEDULER_ORDER_WARNING = r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`"
 

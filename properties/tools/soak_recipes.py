@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from properties.recipes import CORRECT_RECIPE, RecipeOptions
 from properties.recipes.checks import failing
 from properties.recipes.examples import recipe_cases
+from properties.recipes.hyperparameters import scaler_supported
 from properties.recipes.observation import Observation
-from properties.recipes.optimizers import scaler_supported
 
 SOAK_FAMILY = "correct_recipe"
 OPTION_SETS = {

@@ -2,10 +2,9 @@
 
 import pytest
 
-from properties.distributed import invariants as D
-from properties.distributed import unavailable_reason
+from properties.distributed import invariants, unavailable_reason
 from properties.meta import assert_rejects
-from properties.mutants import distributed as M
+from properties.mutants import distributed as distributed_mutants
 
 pytestmark = [
     pytest.mark.meta,
@@ -16,53 +15,72 @@ pytestmark = [
 
 
 def test_a_mutant_applied_here_is_forwarded_to_the_ranks_by_name(monkeypatch):
-    assert M.active() == ()
-    M.NO_SYNC_DOES_NOTHING.apply(monkeypatch)
-    M.ALLREDUCE_SUMS.apply(monkeypatch)
-    assert M.active() == ("ddp-allreduce-sums", "ddp-no-sync-does-nothing")
+    assert distributed_mutants.active() == ()
+    distributed_mutants.NO_SYNC_DOES_NOTHING.apply(monkeypatch)
+    distributed_mutants.ALLREDUCE_SUMS.apply(monkeypatch)
+    assert distributed_mutants.active() == ("ddp-allreduce-sums", "ddp-no-sync-does-nothing")
 
 
-@pytest.mark.parametrize("mutant", [M.NO_SYNC_DOES_NOTHING, M.NO_SYNC_NEVER_RESTORES], ids=lambda m: m.name)
+@pytest.mark.parametrize(
+    "mutant", [distributed_mutants.NO_SYNC_DOES_NOTHING, distributed_mutants.NO_SYNC_NEVER_RESTORES], ids=lambda m: m.name
+)
 def test_the_allreduce_count_rejects_a_no_sync_that_syncs_early_or_never(rank_pool, monkeypatch, mutant):
     mutant.apply(monkeypatch)
-    _, message = assert_rejects(lambda case: D.check_one_allreduce_per_window(rank_pool, case), case=D.SPLIT_WINDOWS)
-    expected = "ran inside no_sync() yet all-reduced" if mutant is M.NO_SYNC_DOES_NOTHING else "all-reduced 0 bucket(s)"
+    _, message = assert_rejects(
+        lambda case: invariants.check_one_allreduce_per_window(rank_pool, case), case=invariants.SPLIT_WINDOWS
+    )
+    expected = (
+        "ran inside no_sync() yet all-reduced"
+        if mutant is distributed_mutants.NO_SYNC_DOES_NOTHING
+        else "all-reduced 0 bucket(s)"
+    )
     assert expected in message, message
 
 
 def test_the_allreduce_count_rejects_a_forward_outside_no_sync(rank_pool):
     _, message = assert_rejects(
-        lambda case: D.check_one_allreduce_per_window(rank_pool, case, loop="forward-outside-no-sync"),
-        case=D.SPLIT_WINDOWS,
+        lambda case: invariants.check_one_allreduce_per_window(rank_pool, case, loop="forward-outside-no-sync"),
+        case=invariants.SPLIT_WINDOWS,
     )
     assert "ran inside no_sync() yet all-reduced 1 bucket(s)" in message, message
 
 
 def test_the_local_gradient_property_rejects_a_no_sync_that_does_nothing(rank_pool, monkeypatch):
-    M.NO_SYNC_DOES_NOTHING.apply(monkeypatch)
-    _, message = assert_rejects(lambda case: D.check_gradients_stay_local_inside_no_sync(rank_pool, case), case=D.SPLIT_WINDOWS)
+    distributed_mutants.NO_SYNC_DOES_NOTHING.apply(monkeypatch)
+    _, message = assert_rejects(
+        lambda case: invariants.check_gradients_stay_local_inside_no_sync(rank_pool, case), case=invariants.SPLIT_WINDOWS
+    )
     assert "synchronised before the window ended" in message, message
 
 
-@pytest.mark.parametrize("mutant", [M.ALLREDUCE_SUMS, M.NO_SYNC_NEVER_RESTORES], ids=lambda m: m.name)
+@pytest.mark.parametrize(
+    "mutant", [distributed_mutants.ALLREDUCE_SUMS, distributed_mutants.NO_SYNC_NEVER_RESTORES], ids=lambda m: m.name
+)
 def test_the_full_batch_property_rejects_an_allreduce_that_sums_or_never_happens(rank_pool, monkeypatch, mutant):
     mutant.apply(monkeypatch)
-    example, message = assert_rejects(lambda case: D.check_window_gives_full_batch_gradient(rank_pool, case), case=D.ANY_WINDOWS)
-    if mutant is M.ALLREDUCE_SUMS:
+    example, message = assert_rejects(
+        lambda case: invariants.check_window_gives_full_batch_gradient(rank_pool, case), case=invariants.ANY_WINDOWS
+    )
+    if mutant is distributed_mutants.ALLREDUCE_SUMS:
         assert f"actual ≈ {example['case'].world_size} × expected" in message, message
 
 
 def test_the_full_batch_property_rejects_dividing_each_micro_batch_loss_by_k(rank_pool):
     example, message = assert_rejects(
-        lambda case: D.check_window_gives_full_batch_gradient(rank_pool, case, loop="loss-over-k"), case=D.ANY_WINDOWS
+        lambda case: invariants.check_window_gives_full_batch_gradient(rank_pool, case, loop="loss-over-k"),
+        case=invariants.ANY_WINDOWS,
     )
     assert len(set(example["case"].case.sizes)) > 1, f"equal micro-batch sizes cannot expose 1/k: {example}"
     assert "divided by k" in message
 
 
-@pytest.mark.parametrize("mutant", [M.ALLREDUCE_SUMS, M.NO_SYNC_NEVER_RESTORES], ids=lambda m: m.name)
+@pytest.mark.parametrize(
+    "mutant", [distributed_mutants.ALLREDUCE_SUMS, distributed_mutants.NO_SYNC_NEVER_RESTORES], ids=lambda m: m.name
+)
 def test_the_step_property_rejects_an_allreduce_that_sums_or_never_happens(rank_pool, monkeypatch, mutant):
     mutant.apply(monkeypatch)
-    _, message = assert_rejects(lambda case: D.check_step_matches_full_batch_step(rank_pool, case), case=D.ANY_WINDOWS)
-    expected = "vs rank 0" if mutant is M.NO_SYNC_NEVER_RESTORES else "expected θ − lr·∇L"
+    _, message = assert_rejects(
+        lambda case: invariants.check_step_matches_full_batch_step(rank_pool, case), case=invariants.ANY_WINDOWS
+    )
+    expected = "vs rank 0" if mutant is distributed_mutants.NO_SYNC_NEVER_RESTORES else "expected θ − lr·∇L"
     assert expected in message, message

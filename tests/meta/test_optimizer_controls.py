@@ -4,44 +4,51 @@ import pytest
 from hypothesis import strategies as st
 
 from properties import accumulate as A
-from properties.invariants import optimizers as O
+from properties.invariants import optimizer_steps
 from properties.meta import assert_rejects
-from properties.mutants import optim as M
+from properties.mutants import optim
 from properties.optimizers import adam_specs, sgd_specs
 
 pytestmark = pytest.mark.meta
 SPECS_FOR = {
-    M.SGD_SIGN_FLIPPED: sgd_specs(),
-    M.SGD_LR_DOUBLED: sgd_specs(),
-    M.SGD_DAMPENING_IGNORED: sgd_specs(momentum=True),
-    M.SGD_NESTEROV_IGNORED: sgd_specs(momentum=True),
-    M.SGD_WEIGHT_DECAY_IGNORED: sgd_specs(),
-    M.ADAM_WITHOUT_BIAS_CORRECTION: adam_specs("Adam"),
-    M.ADAMW_COUPLED_WEIGHT_DECAY: adam_specs("AdamW"),
+    optim.SGD_SIGN_FLIPPED: sgd_specs(),
+    optim.SGD_LR_DOUBLED: sgd_specs(),
+    optim.SGD_DAMPENING_IGNORED: sgd_specs(momentum=True),
+    optim.SGD_NESTEROV_IGNORED: sgd_specs(momentum=True),
+    optim.SGD_WEIGHT_DECAY_IGNORED: sgd_specs(),
+    optim.ADAM_WITHOUT_BIAS_CORRECTION: adam_specs("Adam"),
+    optim.ADAMW_COUPLED_WEIGHT_DECAY: adam_specs("AdamW"),
 }
 
 
-@pytest.mark.parametrize("mutant", [M.SGD_SIGN_FLIPPED, M.SGD_LR_DOUBLED], ids=lambda m: m.name)
+@pytest.mark.parametrize("mutant", [optim.SGD_SIGN_FLIPPED, optim.SGD_LR_DOUBLED], ids=lambda m: m.name)
 def test_the_one_sgd_step_property_rejects_a_step_with_the_wrong_sign_or_lr(monkeypatch, mutant):
     mutant.apply(monkeypatch)
-    _, message = assert_rejects(O.check_one_sgd_step_is_closed_form, case=O.LINEAR_CASES, lr=O.LRS)
+    _, message = assert_rejects(
+        optimizer_steps.check_one_sgd_step_is_closed_form, case=optimizer_steps.LINEAR_CASES, lr=optimizer_steps.LRS
+    )
     assert "after one SGD" in message
 
 
 @pytest.mark.parametrize("mutant", list(SPECS_FOR), ids=lambda m: m.name)
 def test_the_documented_update_property_rejects_every_broken_update(monkeypatch, mutant):
     mutant.apply(monkeypatch)
-    _, message = assert_rejects(O.check_step_follows_documented_update, case=O.DENSE_CASES, spec=SPECS_FOR[mutant], steps=O.STEPS)
+    _, message = assert_rejects(
+        optimizer_steps.check_step_follows_documented_update,
+        case=optimizer_steps.DENSE_CASES,
+        spec=SPECS_FOR[mutant],
+        steps=optimizer_steps.STEPS,
+    )
     assert "documented update" in message
 
 
 @pytest.mark.parametrize("how", [A.MEANS_OVER_K, A.UNSCALED_MEANS])
 def test_the_trajectory_property_rejects_accumulation_that_weights_micro_batches_wrongly(how):
     _, message = assert_rejects(
-        O.check_accumulated_trajectory_equals_full_batch,
-        case=O.DENSE_CASES,
-        spec=O.TRAJECTORY_SPECS,
-        steps=O.STEPS,
+        optimizer_steps.check_accumulated_trajectory_equals_full_batch,
+        case=optimizer_steps.DENSE_CASES,
+        spec=optimizer_steps.TRAJECTORY_SPECS,
+        steps=optimizer_steps.STEPS,
         how=st.just(how),
     )
     assert A.PROCEDURES[how] in message

@@ -3,27 +3,25 @@
 import pytest
 
 from properties.meta import assert_rejects
-from properties.mutants import recipes as M
-from properties.recipes import CORRECT_RECIPE, RecipeOptions
-from properties.recipes import bundled as B
-from properties.recipes import misbehaving as W
+from properties.mutants import recipes as recipe_mutants
+from properties.recipes import CORRECT_RECIPE, RecipeOptions, bundled, misbehaving
 from properties.recipes.checks import BY_NAME
 from properties.recipes.examples import recipe_cases
+from properties.recipes.hyperparameters import scaler_supported
 from properties.recipes.observation import Observation
-from properties.recipes.optimizers import scaler_supported
 from properties.tutorial import tutorial_second_loop
 
 pytestmark = pytest.mark.meta
 
 CONTROLS = {
-    "runs": (W.raises_on_a_one_row_micro_batch, {}, "the recipe raised ValueError"),
-    "data": (W.clamps_targets_in_place, {}, "modified in place"),
-    "finite": (W.divides_by_zero, {}, "non-finite parameters"),
-    "steps": (B.steps_every_micro_batch, {}, "optimizer.step() was called"),
-    "leaks": (B.never_zeroes, {}, "gradients leak across windows"),
-    "scheduler": (B.scheduler_every_micro_batch, {"scheduler": True}, "the scheduler's value"),
-    "scale": (B.scaler_never_updates, {"scaler": True}, "GradScaler's scale"),
-    "gradients": (B.divides_by_k, {}, "mean-loss gradient of its window"),
+    "runs": (misbehaving.raises_on_a_one_row_micro_batch, {}, "the recipe raised ValueError"),
+    "data": (misbehaving.clamps_targets_in_place, {}, "modified in place"),
+    "finite": (misbehaving.divides_by_zero, {}, "non-finite parameters"),
+    "steps": (bundled.steps_every_micro_batch, {}, "optimizer.step() was called"),
+    "leaks": (bundled.never_zeroes, {}, "gradients leak across windows"),
+    "scheduler": (bundled.scheduler_every_micro_batch, {"scheduler": True}, "the scheduler's value"),
+    "scale": (bundled.scaler_never_updates, {"scaler": True}, "GradScaler's scale"),
+    "gradients": (bundled.divides_by_k, {}, "mean-loss gradient of its window"),
     "parameters": (tutorial_second_loop, {}, "final value of"),
 }
 
@@ -47,12 +45,12 @@ def test_each_recipe_property_rejects_a_loop_that_breaks_it(name):
 
 
 def test_the_leak_property_rejects_the_correct_loop_on_a_torch_whose_zero_grad_does_nothing(monkeypatch):
-    M.OPTIMIZER_ZERO_GRAD_IGNORED.apply(monkeypatch)
+    recipe_mutants.OPTIMIZER_ZERO_GRAD_IGNORED.apply(monkeypatch)
     _, message = assert_rejects(check_of("leaks", CORRECT_RECIPE), example=recipe_cases())
     assert "still holding" in message
 
 
 def test_the_step_gradient_property_rejects_the_correct_loop_on_a_torch_whose_clipping_does_not_clip(monkeypatch):
-    M.CLIP_GRAD_NORM_IGNORED.apply(monkeypatch)
+    recipe_mutants.CLIP_GRAD_NORM_IGNORED.apply(monkeypatch)
     _, message = assert_rejects(check_of("gradients", CORRECT_RECIPE), example=recipe_cases(RecipeOptions(clip_norm=0.1)))
     assert "clipped to max_norm=0.1" in message

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from properties.tools import matrix as X
+from properties.tools import matrix
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest">
@@ -51,22 +51,22 @@ def fingerprint(weight: float) -> dict:
     return {"torch": "x", "cases": {"Linear(2→1), float64, micro-batches [1], seed 0": case}}
 
 
-def result(version, outcomes, *, sets_none, documented=None, weight=1.0, **extra) -> X.VersionResult:
+def result(version, outcomes, *, sets_none, documented=None, weight=1.0, **extra) -> matrix.VersionResult:
     documented = sets_none if documented is None else documented
-    return X.VersionResult(
+    return matrix.VersionResult(
         version, outcomes=outcomes, observed=observed(version, sets_none, documented), fingerprint=fingerprint(weight), **extra
     )
 
 
 OLD = {
-    "tests/test_a.py::test_hook": X.Outcome("skipped", "torch 1.13.1: hook only from torch 2.1.0"),
-    "tests/test_a.py::test_sum": X.Outcome("passed"),
+    "tests/test_a.py::test_hook": matrix.Outcome("skipped", "torch 1.13.1: hook only from torch 2.1.0"),
+    "tests/test_a.py::test_sum": matrix.Outcome("passed"),
 }
-NEW = {"tests/test_a.py::test_hook": X.Outcome("passed"), "tests/test_a.py::test_sum": X.Outcome("passed")}
+NEW = {"tests/test_a.py::test_hook": matrix.Outcome("passed"), "tests/test_a.py::test_sum": matrix.Outcome("passed")}
 
 
 def report(*results) -> str:
-    return X.render(results, command="python -m properties.matrix", context={"date": "today"})
+    return matrix.render(results, command="python -m properties.matrix", context={"date": "today"})
 
 
 @pytest.mark.parametrize(
@@ -74,17 +74,17 @@ def report(*results) -> str:
     [("1.13.1", ["numpy<2"]), ("2.2.2", ["numpy<2"]), ("2.3.0", []), ("2.13.0", []), ("2.14.1", [])],
 )
 def test_the_requirements_table_pins_numpy_below_2_exactly_for_torch_before_2_3(version, extra):
-    assert X.requirements(version) == [f"torch=={version}", *extra]
+    assert matrix.requirements(version) == [f"torch=={version}", *extra]
 
 
 def test_junit_results_are_read_per_node_id_keeping_the_worst_outcome_and_the_skip_reason():
-    outcomes = X.parse_junit(JUNIT)
-    assert outcomes["tests/test_versions.py::test_a[2.0.0]"] == X.Outcome("passed")
-    assert outcomes["tests/test_versions.py::test_b"] == X.Outcome("skipped", "torch 1.13.1: a hook only from torch 2.1.0")
+    outcomes = matrix.parse_junit(JUNIT)
+    assert outcomes["tests/test_versions.py::test_a[2.0.0]"] == matrix.Outcome("passed")
+    assert outcomes["tests/test_versions.py::test_b"] == matrix.Outcome("skipped", "torch 1.13.1: a hook only from torch 2.1.0")
     assert outcomes["tests/test_versions.py::test_c"].status == "failed"
     assert "differs" in outcomes["tests/test_versions.py::test_c"].message
     assert outcomes["tests/test_versions.py::test_d"].status == "xfailed"
-    assert outcomes["tests/test_versions.py::test_e"] == X.Outcome("error", "teardown broke")
+    assert outcomes["tests/test_versions.py::test_e"] == matrix.Outcome("error", "teardown broke")
     assert "tests/test_versions.py::TestGroup::test_f" in outcomes
 
 
@@ -107,7 +107,7 @@ def test_an_observation_that_disagrees_with_the_version_table_is_reported_as_a_f
 
 
 def test_a_failure_turns_the_version_red_and_its_message_is_quoted():
-    failing = {**NEW, "tests/test_a.py::test_sum": X.Outcome("failed", "AssertionError: .grad of 'w' differs")}
+    failing = {**NEW, "tests/test_a.py::test_sum": matrix.Outcome("failed", "AssertionError: .grad of 'w' differs")}
     text = report(result("2.13.0", NEW, sets_none=True), result("2.14.1", failing, sets_none=True))
     assert "| verdict | **green** | **red** |" in text and "| failed | 0 | 1 |" in text
     assert "### torch 2.14.1: `tests/test_a.py::test_sum`" in text and ".grad of 'w' differs" in text
@@ -129,7 +129,7 @@ def test_the_fingerprint_reports_the_largest_gradient_difference_and_calls_more_
 
 def test_fingerprint_differences_take_the_largest_over_every_pair_of_versions():
     prints = {"a": fingerprint(1.0), "b": fingerprint(1.5), "c": fingerprint(0.25)}
-    found = {(d.quantity, d.name): d for d in X.differences(prints)}
+    found = {(d.quantity, d.name): d for d in matrix.differences(prints)}
     worst = found[("full batch", "weight")]
     assert (worst.largest, worst.first, worst.second) == (1.25, "b", "c")
     assert worst.magnitude == 2.0 and worst.roundoffs == 1.25 / (2.0**-53 * 2.0)
@@ -138,21 +138,21 @@ def test_fingerprint_differences_take_the_largest_over_every_pair_of_versions():
 
 
 def test_a_version_that_could_not_be_installed_is_listed_and_red():
-    broken = X.VersionResult("9.9.9", problem="pip could not install torch==9.9.9")
+    broken = matrix.VersionResult("9.9.9", problem="pip could not install torch==9.9.9")
     text = report(result("2.13.0", NEW, sets_none=True), broken)
     assert "**red**: pip could not install torch==9.9.9" in text and "## Versions that did not run" in text
 
 
 def test_arguments_after_a_double_dash_go_to_pytest_and_versions_default_to_the_three_gated_ones():
-    versions, options = X.parse_args(["--workers", "2", "--", "-k", "zero_grad"])
+    versions, options = matrix.parse_args(["--workers", "2", "--", "-k", "zero_grad"])
     assert versions == ["1.13.1", "2.13.0", "2.14.1"]
     assert options.pytest_args == ("-k", "zero_grad") and options.workers == "2"
-    assert X.parse_args(["2.13.0", "2.13.0"])[0] == ["2.13.0"]
+    assert matrix.parse_args(["2.13.0", "2.13.0"])[0] == ["2.13.0"]
 
 
 def test_the_matrix_command_needs_no_torch_in_the_python_that_runs_it():
     script = "import sys; sys.modules['torch'] = None; import properties.tools.matrix"
-    completed = subprocess.run([sys.executable, "-c", script], cwd=X.ROOT, capture_output=True, text=True)
+    completed = subprocess.run([sys.executable, "-c", script], cwd=matrix.ROOT, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
 
 
@@ -176,24 +176,24 @@ def test_a_suite_whose_source_changed_between_the_versions_runs_is_called_out():
 
 
 def test_a_node_id_is_rebuilt_from_the_junit_class_name_with_or_without_the_file_on_disk():
-    assert X.node_id("tests.test_matrix", "test_x[a-b]") == "tests/test_matrix.py::test_x[a-b]"
-    assert X.node_id("tests.gone.test_y.TestZ", "test_w", root=None) == "tests/gone/test_y.py::TestZ::test_w"
-    assert X.node_id("", "tests.test_broken") == "tests.test_broken"
+    assert matrix.node_id("tests.test_matrix", "test_x[a-b]") == "tests/test_matrix.py::test_x[a-b]"
+    assert matrix.node_id("tests.gone.test_y.TestZ", "test_w", root=None) == "tests/gone/test_y.py::TestZ::test_w"
+    assert matrix.node_id("", "tests.test_broken") == "tests.test_broken"
 
 
 def test_a_matrix_run_writes_a_run_directory_unless_told_to_update_the_committed_reports():
-    _, options = X.parse_args(["2.13.0"])
-    assert options.reports.parent == (X.ROOT / ".matrix" / "runs").resolve()
-    assert X.parse_args(["2.13.0", "--update-reports"])[1].reports == (X.ROOT / "reports").resolve()
-    assert X.parse_args(["--render-only"])[1].reports == (X.ROOT / "reports").resolve()
+    _, options = matrix.parse_args(["2.13.0"])
+    assert options.reports.parent == (matrix.ROOT / ".matrix" / "runs").resolve()
+    assert matrix.parse_args(["2.13.0", "--update-reports"])[1].reports == (matrix.ROOT / "reports").resolve()
+    assert matrix.parse_args(["--render-only"])[1].reports == (matrix.ROOT / "reports").resolve()
 
 
 def test_the_version_the_running_python_has_runs_there_without_an_environment():
     import torch
 
     version = torch.__version__.split("+")[0]
-    _, options = X.parse_args([version])
-    assert X.running_environment(version, options) == X.Path(X.sys.executable)
-    assert X.running_environment("1.0.0", options) is None
-    assert X.running_environment(version, X.parse_args([version, "--no-running-python"])[1]) is None
-    assert X.running_environment(version, X.parse_args([version, "--reinstall"])[1]) is None
+    _, options = matrix.parse_args([version])
+    assert matrix.running_environment(version, options) == matrix.Path(matrix.sys.executable)
+    assert matrix.running_environment("1.0.0", options) is None
+    assert matrix.running_environment(version, matrix.parse_args([version, "--no-running-python"])[1]) is None
+    assert matrix.running_environment(version, matrix.parse_args([version, "--reinstall"])[1]) is None

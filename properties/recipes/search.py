@@ -12,8 +12,8 @@ from properties.recipes.checks import PROPERTIES, RecipeProperty, failing
 from properties.recipes.contract import check_contract, recipe_name
 from properties.recipes.errors import RecipeError
 from properties.recipes.examples import RecipeCase, recipe_cases
+from properties.recipes.hyperparameters import scaler_supported
 from properties.recipes.observation import Observation
-from properties.recipes.optimizers import scaler_supported
 from properties.recipes.options import RecipeOptions
 
 
