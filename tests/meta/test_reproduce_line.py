@@ -23,16 +23,21 @@ def test_every_case_is_a_single_micro_batch(case):
 """
 
 
-def test_a_failing_property_prints_the_shrunk_case_the_reproduce_blob_and_the_command(pytester):
+def run_failing(pytester, source: str, *args: str) -> str:
+    """Run one failing test file under the suite's conftest (dev profile), in process; its output."""
     pytester.makeconftest(ROOT_CONFTEST.read_text(encoding="utf-8"))
-    pytester.makepyfile(test_failing=FAILING_PROPERTY)
+    pytester.makepyfile(test_failing=source)
     profile = settings.get_current_profile_name()
     try:
-        result = pytester.runpytest("-p", "no:cacheprovider", "--assert=plain", "--hypothesis-profile=dev", "--hypothesis-seed=3")
+        result = pytester.runpytest("-p", "no:cacheprovider", "--hypothesis-profile=dev", *args)
     finally:
         settings.load_profile(profile)
     result.assert_outcomes(failed=1)
-    output = result.stdout.str()
+    return result.stdout.str()
+
+
+def test_a_failing_property_prints_the_shrunk_case_the_reproduce_blob_and_the_command(pytester):
+    output = run_failing(pytester, FAILING_PROPERTY, "--assert=plain", "--hypothesis-seed=3")
     assert "micro-batches [1, 1], seed 0" in output, "the shrunk Case is not printed as one line"
     assert "@reproduce_failure(" in output, "no @reproduce_failure blob"
     nodeid = "test_failing.py::test_every_case_is_a_single_micro_batch"
@@ -54,15 +59,7 @@ def test_dividing_by_k_accumulates_to_the_full_batch(case):
 
 
 def test_a_failing_check_shows_its_message_and_no_frame_of_the_library(pytester):
-    pytester.makeconftest(ROOT_CONFTEST.read_text(encoding="utf-8"))
-    pytester.makepyfile(test_wrong=WRONG_PROCEDURE)
-    profile = settings.get_current_profile_name()
-    try:
-        result = pytester.runpytest("-p", "no:cacheprovider", "--tb=long", "--hypothesis-profile=dev", "--hypothesis-seed=1")
-    finally:
-        settings.load_profile(profile)
-    result.assert_outcomes(failed=1)
-    output = result.stdout.str()
+    output = run_failing(pytester, WRONG_PROCEDURE, "--tb=long", "--hypothesis-seed=1")
     assert "largest |actual − expected|" in output and "error ÷ tolerance" in output, output[-2000:]
     library = [line for line in output.splitlines() if "properties/" in line and line.rstrip().endswith("Error")]
     assert not library, f"library frames in the traceback: {library}"
