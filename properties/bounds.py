@@ -173,6 +173,16 @@ class Bound:
         return {name: self.tolerance(name, extra_roundings) for name in self.sizes}
 
 
+def weighted_sum(parts: Sequence[Bound], weights: Sequence[float]) -> Bound:
+    """The bound of Σⱼ wⱼ·gⱼ given each gⱼ's bound: M = Σⱼ |wⱼ|·Mⱼ, K = max Kⱼ + one product and one addition per term."""
+    names = parts[0].sizes
+    return Bound(
+        {name: sum(abs(w) * part.sizes[name] for part, w in zip(parts, weights)) for name in names},
+        {name: max(part.depths[name] for part in parts) + 2 * len(parts) for name in names},
+        parts[0].dtype,
+    )
+
+
 def _params(model: torch.nn.Module, replay: Replay) -> dict[str, Mag]:
     return {name: replay.exact(p) for name, p in model.named_parameters()}
 

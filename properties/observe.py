@@ -8,6 +8,7 @@ the observed one so that a disagreement shows.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import inspect
 import json
 import platform
@@ -140,6 +141,12 @@ PROBES = (
         cpu_grad_scaler,
         versions.CPU_GRAD_SCALER,
         "recipes checked with a GradScaler (scaler=True) run from this version on; before it they are skipped",
+    ),
+    Probe(
+        "torch.func exists",
+        lambda: importlib.util.find_spec("torch.func") is not None,
+        versions.TORCH_FUNC,
+        "the torch.func properties (per-sample gradients, func.grad buffers, functional_call) run from this version on",
     ),
     Probe(
         "AdamW is a subclass of Adam",

@@ -19,6 +19,16 @@ PROFILES = {
 DEFAULT_PROFILE = "dev"
 
 
+def examples(fraction: float, *, at_least: int = 2) -> int:
+    """A share of the loaded profile's max_examples, for properties whose examples are slow (compilation, frameworks)."""
+    return max(at_least, round(settings.default.max_examples * fraction))
+
+
+def thorough() -> bool:
+    """Whether the thorough profile is loaded (slow variants, such as inductor, run only there)."""
+    return settings.get_current_profile_name() == "thorough"
+
+
 def register_profiles() -> None:
     """Register every profile and load the one HYPOTHESIS_PROFILE names (dev when unset)."""
     for name, options in PROFILES.items():

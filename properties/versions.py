@@ -76,7 +76,15 @@ CPU_GRAD_SCALER = Change(
     source="torch 2.3 release notes: device-generic torch.amp.GradScaler(device), CPU included",
 )
 
-CHANGES = (ZERO_GRAD_DEFAULT_SET_TO_NONE, POST_ACCUMULATE_GRAD_HOOK, OPTIMIZER_STEP_HOOKS, CPU_GRAD_SCALER)
+TORCH_FUNC = Change(
+    name="torch.func (grad, vmap, functional_call) exists",
+    since="2.0.0",
+    before=False,
+    after=True,
+    source="torch 2.0 release notes: functorch's transforms move into torch.func",
+)
+
+CHANGES = (ZERO_GRAD_DEFAULT_SET_TO_NONE, POST_ACCUMULATE_GRAD_HOOK, OPTIMIZER_STEP_HOOKS, CPU_GRAD_SCALER, TORCH_FUNC)
 
 
 def has_post_accumulate_grad_hook() -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from hypothesis import strategies as st
@@ -86,18 +86,21 @@ def load(model: nn.Module, params: dict[str, torch.Tensor]) -> nn.Module:
     return model
 
 
-def check_windows_match_full_batch_steps(case: Case, steps: int, set_to_none: bool = True) -> None:
+def check_windows_match_full_batch_steps(
+    case: Case, steps: int, set_to_none: bool = True, wrap: Callable[[nn.Module], nn.Module] = lambda model: model
+) -> None:
     """T windows of (zero_grad, accumulate, SGD step): each window's .grad and step equal the full-batch ones from the same θ.
 
     Step t is compared with one full-batch backward and θ − η·∇L̄ taken from the parameters the
     accumulating run had before it, so the bound stays the per-window gradient bound (no
     trajectory to bound): .grad within 2·γ_K·M, θ within η·(that) + 2·γ_{2a}·(|θ| + η·|∇L̄|) for
     the a additions of each side's update (a = 2, or 1 + the entries of a sparse .grad). By
-    induction the T windows follow T full-batch steps.
+    induction the T windows follow T full-batch steps. `wrap` gives the module the windows run
+    through (torch.compile(model), say); the reference is always the plain module.
     """
     __tracebackhide__ = True
     ws = A.windows(case, steps)
-    accumulating = case.build_model()
+    accumulating = wrap(case.build_model())
     got = A.accumulated_run(accumulating, WINDOW_OPTIMIZER.build_for(accumulating), ws, A.SCALED_MEANS, set_to_none)
     scratch = case.build_model()
     before = R.parameters(scratch)

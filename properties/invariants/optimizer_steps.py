@@ -3,7 +3,7 @@ T windows of accumulation give the trajectory and optimizer state of T full-batc
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -78,11 +78,16 @@ def compare_state(actual: dict, expected: dict, tolerances: dict, *, where: str,
         assert_tensor_close(got, value, name=f"state {key!r} {where}", tolerance=tol, context=context)
 
 
-def check_step_follows_documented_update(case: Case, spec: OptimizerSpec, steps: int) -> None:
-    """At every step of T windows, the optimizer's new θ and state equal its documented update applied to its θ, .grad and state."""
+def check_step_follows_documented_update(
+    case: Case, spec: OptimizerSpec, steps: int, build: Callable[[torch.optim.Optimizer], torch.optim.Optimizer] = lambda o: o
+) -> None:
+    """At every step of T windows, the optimizer's new θ and state equal its documented update applied to its θ, .grad and state.
+
+    `build` may change the optimizer before its first step (compile its step, say).
+    """
     __tracebackhide__ = True
     model = case.build_model()
-    optimizer = spec.build_for(model)
+    optimizer = build(spec.build_for(model))
     for t, batches in enumerate(A.windows(case, steps), start=1):
         optimizer.zero_grad()
         A.accumulate(model, batches)
