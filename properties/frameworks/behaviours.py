@@ -1,0 +1,101 @@
+"""What a framework does instead of one full-batch step per window: models that predict every step, to confirm a deviation.
+
+A failure counts as a registered deviation only when the deviation's behaviour reproduces the
+run: the optimizer steps come exactly where the behaviour puts them, and each step's .grad is the
+behaviour's weighted sum of its batches' mean-loss gradients at the parameters the framework had
+then (within the relative tolerance the recipe checker's likely causes use). Anything else — a
+different factor, a step in the wrong place, a leak, an exception — is not the deviation, and
+fails as any counterexample does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from properties import grads as G
+from properties.compare import unit_roundoff
+from properties.frameworks.cases import FrameworkCase
+from properties.recipes.causes import fit, near, vector
+from properties.recipes.checks import widest
+from properties.recipes.full_batch import scaled
+from properties.recipes.observation import Observation
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """Which windows are stepped (micro-batch indices over the whole run) and the factor on each batch's mean-loss gradient."""
+
+    name: str
+    description: str
+    windows: Callable[[FrameworkCase], list[range]]
+    weight: Callable[[FrameworkCase, range], float]
+
+
+def per_epoch(example: FrameworkCase) -> list[range]:
+    """Windows of k batches restarting at every epoch; each epoch's short last window stepped."""
+    return example.all_windows
+
+
+def across_epochs(example: FrameworkCase) -> list[range]:
+    """Windows of k batches counted over the whole run; a window the run ends inside is never stepped."""
+    count = len(example.case.sizes)
+    return [range(start, start + example.k) for start in range(0, count - example.k + 1, example.k)]
+
+
+BEHAVIOURS = {
+    behaviour.name: behaviour
+    for behaviour in (
+        Behaviour("means ÷ k", "each batch's mean-loss gradient × 1/k", per_epoch, lambda example, window: 1 / example.k),
+        Behaviour(
+            "means ÷ window batches",
+            "each batch's mean-loss gradient × 1/(batches in its window)",
+            per_epoch,
+            lambda example, window: 1 / len(window),
+        ),
+        Behaviour(
+            "windows across epochs, means ÷ k",
+            "windows of k batches across epoch ends, each batch's mean-loss gradient × 1/k",
+            across_epochs,
+            lambda example, window: 1 / example.k,
+        ),
+    )
+}
+
+
+def same_direction_and_size(actual: G.GradMap, predicted: G.GradMap, example: FrameworkCase, rows: int) -> bool:
+    """actual ≈ predicted: 1× it, with a relative residual within the likely-cause tolerance (both zero counts too)."""
+    names = [name for name, g in predicted.items() if g is not None]
+    a, p = vector(actual, names, predicted), vector(predicted, names, predicted)
+    missing = [name for name in names if actual.get(name) is None]
+    if missing:
+        return False
+    if float(p.norm()) == 0.0:
+        return float(a.norm()) == 0.0
+    rtol = min(1e-2, 64 * rows * widest(example) * unit_roundoff(example.case.dtype))
+    return near(fit(a, p, rtol), 1.0, rtol)
+
+
+def unexplained(observation: Observation, behaviour: Behaviour) -> str | None:
+    """None when `behaviour` reproduces the observed run step for step; otherwise what it does not reproduce."""
+    run, example = observation.run, observation.example
+    if run.error is not None:
+        return f"the run raised {type(run.error).__name__}"
+    if run.data_change is not None or run.leaks:
+        return "the run changed its data or leaked gradients across windows"
+    if any(not bool(torch.isfinite(value).all()) for value in run.final.values()):
+        return "the run left non-finite parameters"
+    windows = behaviour.windows(example)
+    bounds = example.boundaries
+    predicted_rows = [bounds[window.stop] for window in windows]
+    if run.step_rows != predicted_rows:
+        return f"the steps came after rows {run.step_rows}; {behaviour.name!r} steps after rows {predicted_rows}"
+    probe = observation.probe
+    for i, (step, window) in enumerate(zip(run.steps, windows), start=1):
+        factor = behaviour.weight(example, window)
+        parts = [scaled(probe.gradient(step.params, bounds[j], bounds[j + 1]), factor) for j in window]
+        if not same_direction_and_size(step.grads, G.combine(parts), example, bounds[window.stop] - bounds[window.start]):
+            return f"step {i}'s gradient is not {behaviour.description}"
+    return None

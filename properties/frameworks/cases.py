@@ -1,0 +1,154 @@
+"""A framework example: a dataset of N rows cut by a DataLoader into batches of B, k batches a window, E epochs.
+
+`FrameworkCase` is a `RecipeCase` whose micro-batches are what a sequential `DataLoader(dataset,
+batch_size=B)` yields, epoch after epoch, and whose windows restart at every epoch (as each
+framework's do): the recipe checker's observation, reference, properties and likely causes apply
+to it unchanged. Its one-line description states the framework call that ran it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from hypothesis import strategies as st
+
+from properties.case import Case, dtype_name
+from properties.models import ModelSpec
+from properties.recipes.examples import RecipeCase
+from properties.recipes.full_batch import full_batch_steps
+from properties.recipes.hyperparameters import OptimizerChoice
+from properties.recipes.observation import Observation
+from properties.recipes.options import MODEL_KINDS
+from properties.recipes.trace import Run, observe
+from properties.strategies import model_specs, seeds
+
+SGD = OptimizerChoice("SGD")
+
+
+def dataloader_sizes(rows: int, batch_size: int) -> tuple[int, ...]:
+    """The batch sizes a DataLoader(batch_size=B, drop_last=False) yields on N rows: B, …, B, then N mod B if any."""
+    full, rest = divmod(rows, batch_size)
+    return (batch_size,) * full + ((rest,) if rest else ())
+
+
+@dataclass(frozen=True)
+class FrameworkCase(RecipeCase):
+    """N rows, batch size B, k, E epochs, SGD; `call` is how the framework was configured, in its own terms."""
+
+    rows_per_epoch: int = 1
+    batch_size: int = 1
+    epochs: int = 1
+    call: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        model: ModelSpec,
+        rows: int,
+        batch_size: int,
+        k: int,
+        epochs: int = 1,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float64,
+        call: str = "",
+    ) -> "FrameworkCase":
+        """The example for a dataset of `rows` rows, cut into batches of `batch_size`, for `epochs` epochs."""
+        sizes = dataloader_sizes(rows, batch_size) * epochs
+        return cls(Case(model, sizes, dtype, seed), k, SGD, rows_per_epoch=rows, batch_size=batch_size, epochs=epochs, call=call)
+
+    @property
+    def epoch_sizes(self) -> tuple[int, ...]:
+        """The batch sizes of one epoch."""
+        return dataloader_sizes(self.rows_per_epoch, self.batch_size)
+
+    @property
+    def epoch(self) -> Case:
+        """One epoch's case: its rows are the dataset (the whole run sees them once per epoch)."""
+        return Case(self.case.model, self.epoch_sizes, self.case.dtype, self.case.seed, self.case.device)
+
+    def micro_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches the DataLoader yields in the whole run: one epoch's, E times over."""
+        return self.epoch.micro_batches() * self.epochs
+
+    @cached_property
+    def all_windows(self) -> list[range]:
+        """Per epoch, consecutive windows of k batches (the last of each epoch may be shorter)."""
+        n = len(self.epoch_sizes)
+        return [
+            range(epoch * n + start, epoch * n + min(start + self.k, n))
+            for epoch in range(self.epochs)
+            for start in range(0, n, self.k)
+        ]
+
+    @cached_property
+    def windows(self) -> list[range]:
+        """Every window is stepped (the frameworks step a short last window)."""
+        return self.all_windows
+
+    def __repr__(self) -> str:
+        sizes = list(self.epoch_sizes)
+        windows = " | ".join(
+            ", ".join(str(self.case.sizes[j]) for j in window)
+            for window in self.all_windows[: len(self.all_windows) // self.epochs]
+        )
+        parts = [
+            self.call or f"batch_size={self.batch_size}, k={self.k}, epochs={self.epochs}",
+            f"dataset of {self.rows_per_epoch} row{'s' if self.rows_per_epoch != 1 else ''} → batches {sizes}, windows [{windows}]"
+            + (f" in each of {self.epochs} epochs" if self.epochs > 1 else ""),
+            f"model {self.case.model!r}, {dtype_name(self.case.dtype)}, seed {self.case.seed}",
+            repr(self.optimizer),
+        ]
+        return "; ".join(parts)
+
+
+def epoch_by_epoch_reference(example: FrameworkCase):
+    """The full-batch reference run once per epoch on the same model and optimizer: windows restart at every epoch."""
+    n = len(example.epoch_sizes)
+
+    def reference(model, optimizer, micro_batches, loss_fn, accumulation_steps):
+        for epoch in range(example.epochs):
+            full_batch_steps(model, optimizer, micro_batches[epoch * n : (epoch + 1) * n], loss_fn, accumulation_steps)
+
+    return reference
+
+
+class FrameworkObservation(Observation):
+    """The recipe checker's Observation of a framework run, with the reference stepping each epoch's windows."""
+
+    @cached_property
+    def reference(self) -> Run:
+        return observe(epoch_by_epoch_reference(self.example), self.example)
+
+
+def framework_cases(
+    describe,
+    *,
+    models: tuple[str, ...] = MODEL_KINDS,
+    max_rows: int = 8,
+    max_batch_size: int = 3,
+    max_k: int = 3,
+    max_epochs: int = 2,
+) -> st.SearchStrategy[FrameworkCase]:
+    """Dataset size N (so the last batch is short and the last window partial), B, k, epochs, model, seed.
+
+    `describe(example)` states the framework call for the drawn example (it becomes `example.call`).
+    """
+    models_strategy = model_specs(list(models), max_features=3, sparse=False)
+
+    @st.composite
+    def draw(draw_) -> FrameworkCase:
+        rows, batch_size = draw_(st.integers(1, max_rows)), draw_(st.integers(1, max_batch_size))
+        k, epochs, seed = draw_(st.integers(1, max_k)), draw_(st.integers(1, max_epochs)), draw_(seeds())
+        model = draw_(models_strategy)  # drawn last: shrinking it to Linear does not shift the draws before it
+        return with_call(FrameworkCase.of(model, rows, batch_size, k, epochs, seed), describe)
+
+    return draw()
+
+
+def with_call(example: FrameworkCase, describe) -> FrameworkCase:
+    """The example with `call` set to the framework call `describe` states for it."""
+    import dataclasses
+
+    return dataclasses.replace(example, call=describe(example))

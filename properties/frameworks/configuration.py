@@ -1,0 +1,111 @@
+"""A framework, a configuration of it, and a run of that configuration as a procedure the recipe checker observes.
+
+A `Configuration` runs the real framework on one `FrameworkCase`: it is handed the model, the
+optimizer and the dataset the checker built, trains the way the framework's documentation shows,
+and returns. `FrameworkRun` binds it to the example so that it is called like any recipe
+(`recipe(model, optimizer, micro_batches, loss_fn, k)`): the checker's hooks on the model and the
+optimizer see every batch and every optimizer step, whoever makes them.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+INSTALL_HINT = 'python -m pip install -e ".[frameworks]"'
+
+
+@dataclass(frozen=True)
+class Framework:
+    """A training framework: its pip distribution and import name; its installed version is read, never imported."""
+
+    distribution: str
+    module: str
+
+    def version(self) -> str | None:
+        """The installed distribution's version, or None when it is not installed."""
+        try:
+            return importlib.metadata.version(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    def missing(self) -> str | None:
+        """Why the framework cannot be checked here (not installed), or None when it can."""
+        if importlib.util.find_spec(self.module) is None or self.version() is None:
+            return f"{self.distribution} is not installed: {INSTALL_HINT} installs the pinned framework versions"
+        return None
+
+    def __str__(self) -> str:
+        return f"{self.distribution} {self.version() or '(not installed)'}"
+
+
+FRAMEWORKS = {
+    framework.distribution: framework
+    for framework in (
+        Framework("transformers", "transformers"),
+        Framework("pytorch-lightning", "pytorch_lightning"),
+        Framework("accelerate", "accelerate"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One way of training with a framework, as its documentation shows it.
+
+    `run(example, model, optimizer, dataset, loss_fn, directory)` trains `model` with the framework on
+    the `dataset` (x, y) for `example.epochs` epochs in batches of `example.batch_size`, k a window;
+    `call(example)` states that set-up in the framework's own terms; `documented` says what the
+    framework documents for it and `source` where; `hints(observation)` adds likely causes in the
+    framework's terms to a failure.
+    """
+
+    framework: Framework
+    key: str
+    name: str
+    run: Callable
+    call: Callable
+    documented: str
+    source: str
+    hints: Optional[Callable] = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        """'pytorch-lightning: Trainer(accumulate_grad_batches=k), module as documented'."""
+        return f"{self.framework.distribution}: {self.name}"
+
+    def __repr__(self) -> str:
+        return f"{self.framework.distribution}:{self.key}"
+
+
+class FrameworkRun:
+    """A configuration bound to one example, callable as a recipe: the recipe checker observes it like any loop."""
+
+    def __init__(self, configuration: Configuration, example):
+        self.configuration = configuration
+        self.example = example
+
+    def __call__(self, model, optimizer, micro_batches, loss_fn, accumulation_steps) -> None:
+        import importlib
+
+        import torch
+
+        from properties.frameworks.sandbox import isolated
+
+        importlib.import_module(self.configuration.framework.module)  # its import configures its loggers: before the sandbox
+
+        example = self.example
+        if accumulation_steps != example.k or len(micro_batches) != len(example.epoch_sizes) * example.epochs:
+            raise ValueError(
+                f"{self!r} is bound to {example!r}, not to these {len(micro_batches)} micro-batches and k={accumulation_steps}"
+            )
+        epoch = micro_batches[: len(example.epoch_sizes)]
+        dataset = (torch.cat([x for x, _ in epoch]), torch.cat([y for _, y in epoch]))
+        with isolated() as isolation:
+            self.configuration.run(example, model, optimizer, dataset, loss_fn, isolation.directory)
+
+    def __repr__(self) -> str:
+        framework = self.configuration.framework
+        return f"{framework.distribution} {framework.version() or ''} {self.configuration.name}".replace("  ", " ")

@@ -1,0 +1,152 @@
+"""Known, documented deviations of the training frameworks, keyed by version: the one place the suite registers them.
+
+Each entry says which framework versions, which configurations, which recipe properties it
+breaks, what the framework does instead (`behaviour`, a model in properties/frameworks/behaviours.py
+that must reproduce every step's gradient for a failure to count as this deviation), what goes
+wrong, and where it is documented or reported. A property test that hits a registered deviation
+runs as a strict xfail, so an upstream fix shows as XPASS; a failure no entry explains fails as
+any counterexample does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from properties.versions import parse_version
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """A framework behaviour that differs from one full-batch step per window, from version `since` until `fixed`.
+
+    `since` is the earliest version known to behave so (an upstream report's, or the earliest
+    checked here); `fixed` the first that no longer does (None: not fixed).
+    """
+
+    name: str
+    framework: str
+    since: str
+    fixed: Optional[str]
+    configurations: tuple[str, ...]
+    properties: tuple[str, ...]
+    behaviour: str
+    what: str
+    source: str
+    kind: str
+
+    def affects(self, version: Optional[str]) -> bool:
+        """Whether the given framework version (None: not installed) is one this deviation is registered for."""
+        if version is None:
+            return False
+        parsed = parse_version(version)
+        return parsed >= parse_version(self.since) and (self.fixed is None or parsed < parse_version(self.fixed))
+
+    @property
+    def versions(self) -> str:
+        """'≥ 2.0.0' or '2.0.0 – 2.7.0 (fixed)'."""
+        return f"≥ {self.since}" if self.fixed is None else f"{self.since} – {self.fixed} (fixed in {self.fixed})"
+
+    @property
+    def reason(self) -> str:
+        """One line for an xfail: the framework, its versions and the deviation (the table has its source)."""
+        return f"registered deviation of {self.framework} {self.versions}: {self.name} (properties/frameworks/deviations.py)"
+
+
+LIGHTNING_PARTIAL_WINDOW = Deviation(
+    name="every batch's loss is divided by accumulate_grad_batches, also in a short window",
+    framework="pytorch-lightning",
+    since="2.0.0",
+    fixed=None,
+    configurations=("accumulate_grad_batches",),
+    properties=("gradients", "parameters"),
+    behaviour="means ÷ k",
+    what=(
+        "the window at the end of an epoch, of fewer than k batches, is stepped, but each batch's mean loss is still "
+        "divided by k: that window's gradient is (its batches ÷ k)× the window's mean-loss gradient; a short last batch "
+        "inside a full window weighs as much as a full one"
+    ),
+    source=(
+        "https://github.com/Lightning-AI/pytorch-lightning/issues/19987 (open: 'Handle gradient accumulations at the end "
+        "of epoch differently'); pytorch_lightning/loops/optimization/automatic.py: ClosureResult divides the loss by "
+        "trainer.accumulate_grad_batches"
+    ),
+    kind="upstream report",
+)
+
+TRANSFORMERS_MEAN_LOSS = Deviation(
+    name="a per-batch mean loss is divided by the window's number of batches",
+    framework="transformers",
+    since="5.24.0",
+    fixed=None,
+    configurations=("mean-loss",),
+    properties=("gradients", "parameters"),
+    behaviour="means ÷ window batches",
+    what=(
+        "a model whose loss ignores num_items_in_batch (accepts_loss_kwargs = False) gets each batch's mean loss "
+        "divided by the number of batches in the window (len(batch_samples)): right only when every batch of the "
+        "window holds as many items; a window with the short last batch weighs its rows unequally"
+    ),
+    source=(
+        "Trainer.compute_loss docstring: a loss that is 'a per-batch mean' is divided 'by the number of gradient "
+        "accumulation steps'; https://huggingface.co/docs/transformers/en/grad_accumulation (Loss scaling: take "
+        "num_items_in_batch); https://huggingface.co/blog/gradient_accumulation. Earliest version checked here: 5.24.0"
+    ),
+    kind="documented",
+)
+
+ACCELERATE_DIVIDES_BY_K = Deviation(
+    name="accelerator.backward divides every loss by gradient_accumulation_steps, also in a short window",
+    framework="accelerate",
+    since="1.15.0",
+    fixed=None,
+    configurations=("accumulate", "plugin", "plugin-sync-each-batch"),
+    properties=("gradients", "parameters"),
+    behaviour="means ÷ k",
+    what=(
+        "accumulate() steps the window that the end of the dataloader cuts short, but backward() has divided each of "
+        "its batches' mean loss by k: that window's gradient is (its batches ÷ k)× the window's mean-loss gradient; a "
+        "short last batch inside a full window weighs as much as a full one"
+    ),
+    source=(
+        "Accelerator.backward docstring: 'Scales the gradients in accordance to the GradientAccumulationPlugin' "
+        "(loss / gradient_accumulation_steps); https://huggingface.co/docs/accelerate/usage_guides/gradient_accumulation. "
+        "Earliest version checked here: 1.15.0"
+    ),
+    kind="documented",
+)
+
+ACCELERATE_NO_DATALOADER_SYNC = Deviation(
+    name="with sync_with_dataloader=False, windows run on across the end of the dataloader",
+    framework="accelerate",
+    since="1.15.0",
+    fixed=None,
+    configurations=("plugin-no-dataloader-sync",),
+    properties=("steps", "gradients", "parameters"),
+    behaviour="windows across epochs, means ÷ k",
+    what=(
+        "the end of the dataloader does not end a window: an epoch's short last window is not stepped, its gradient is "
+        "carried into the next epoch's first window, and the last epoch's is never applied"
+    ),
+    source=(
+        "GradientAccumulationPlugin docstring: sync_with_dataloader, 'Whether to synchronize setting the gradients when "
+        "at the end of the dataloader. Should only be set to False if you know what you're doing.' Earliest version "
+        "checked here: 1.15.0"
+    ),
+    kind="documented",
+)
+
+DEVIATIONS = (LIGHTNING_PARTIAL_WINDOW, TRANSFORMERS_MEAN_LOSS, ACCELERATE_DIVIDES_BY_K, ACCELERATE_NO_DATALOADER_SYNC)
+
+
+def registered(framework: str, configuration: str, version: Optional[str]) -> Optional[Deviation]:
+    """The deviation registered for this configuration of this framework version, or None."""
+    for deviation in DEVIATIONS:
+        if deviation.framework == framework and configuration in deviation.configurations and deviation.affects(version):
+            return deviation
+    return None
+
+
+def of_framework(framework: str, version: Optional[str]) -> tuple[Deviation, ...]:
+    """Every deviation registered for this framework version (whatever the configuration)."""
+    return tuple(d for d in DEVIATIONS if d.framework == framework and d.affects(version))

@@ -1,0 +1,205 @@
+"""transformers: `Trainer(model, TrainingArguments(per_device_train_batch_size=B, gradient_accumulation_steps=k)).train()` on CPU.
+
+A transformers set-up to check is a model class written as the Trainer documentation asks,
+`model_class(module)` around the checker's model: `forward(x, labels=None, …)` returns a dict
+with "loss". Two loss paths are bundled: a model that takes `num_items_in_batch` and divides the
+summed loss by it (the documented way), and one whose loss is the batch's mean
+(`accepts_loss_kwargs = False`). A `compute_loss_func` (the Trainer's other documented way) can
+be passed instead. The Trainer gets the checker's optimizer, a constant learning rate, no warm-up,
+weight decay or clipping (max_grad_norm=0), sequential sampling, no logging, saving or reporting.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from properties.frameworks.configuration import FRAMEWORKS, Configuration
+
+FRAMEWORK = FRAMEWORKS["transformers"]
+DOCS = "https://huggingface.co/docs/transformers/en/grad_accumulation"
+
+
+class ItemCountRegressor(nn.Module):
+    """Loss = Σ squared errors ÷ num_items_in_batch, the window's label count the Trainer passes (the documented way)."""
+
+    accepts_loss_kwargs = True
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x, labels=None, num_items_in_batch=None):
+        out = self.module(x)
+        if labels is None:
+            return {"logits": out}
+        if num_items_in_batch is None:
+            return {"loss": nn.functional.mse_loss(out, labels), "logits": out}
+        return {"loss": nn.functional.mse_loss(out, labels, reduction="sum") / num_items_in_batch, "logits": out}
+
+
+class MeanLossRegressor(nn.Module):
+    """Loss = the batch's mean squared error; the model takes no num_items_in_batch (accepts_loss_kwargs = False)."""
+
+    accepts_loss_kwargs = False
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x, labels=None):
+        out = self.module(x)
+        return {"logits": out} if labels is None else {"loss": nn.functional.mse_loss(out, labels), "logits": out}
+
+
+class ClaimsItemCount(MeanLossRegressor):
+    """Says it takes the loss kwargs (so the Trainer does not divide) but returns the batch's mean: k× the gradient."""
+
+    accepts_loss_kwargs = True
+
+    def forward(self, x, labels=None, num_items_in_batch=None):
+        return super().forward(x, labels)
+
+
+class LogitsRegressor(nn.Module):
+    """Returns the prediction only; the loss is the Trainer's compute_loss_func."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        return self.module(x)
+
+
+def summed_over_items(outputs, labels, num_items_in_batch=None):
+    """compute_loss_func: Σ squared errors ÷ num_items_in_batch (the batch's mean when the Trainer passes none)."""
+    if num_items_in_batch is None:
+        return nn.functional.mse_loss(outputs, labels)
+    return nn.functional.mse_loss(outputs, labels, reduction="sum") / num_items_in_batch
+
+
+class Rows(torch.utils.data.Dataset):
+    """The dataset as the Trainer reads it: row i is {"x": x[i], "labels": y[i]}."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+FIXED_ARGUMENTS = dict(
+    lr_scheduler_type="constant",
+    warmup_steps=0,
+    weight_decay=0.0,
+    max_grad_norm=0.0,
+    train_sampling_strategy="sequential",
+    report_to="none",
+    save_strategy="no",
+    logging_strategy="no",
+    disable_tqdm=True,
+    use_cpu=True,
+    dataloader_num_workers=0,
+    dataloader_pin_memory=False,
+)
+
+
+def takes_loss_kwargs(model_class) -> bool:
+    """What the Trainer decides: the model's `accepts_loss_kwargs` if it has one, else whether forward takes **kwargs."""
+    import inspect
+
+    if hasattr(model_class, "accepts_loss_kwargs"):
+        return bool(model_class.accepts_loss_kwargs)
+    forward = getattr(model_class, "forward", None)
+    if forward is None:
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(forward).parameters.values())
+
+
+def loss_path(model_class, compute_loss_func, trainer_class) -> str:
+    """The key deviations are registered under: the Trainer's loss path ('num-items', 'mean-loss', 'compute-loss-func').
+
+    A Trainer subclass may compute the loss its own way: 'custom', under which none is registered.
+    """
+    if trainer_class is not None:
+        return "custom"
+    if compute_loss_func is not None:
+        return "compute-loss-func"
+    return "num-items" if takes_loss_kwargs(model_class) else "mean-loss"
+
+
+def trainer(
+    model_class=ItemCountRegressor, *, name: str | None = None, trainer_class=None, compute_loss_func=None, **training_arguments
+) -> Configuration:
+    """A Trainer configuration: `model_class(module)` (or the model plus a compute_loss_func), TrainingArguments options.
+
+    The key deviations are registered under is the Trainer's loss path for this model (see loss_path).
+    """
+    key = loss_path(model_class, compute_loss_func, trainer_class)
+
+    def run(example, model, optimizer, dataset, loss_fn, directory):
+        from transformers import Trainer, TrainingArguments
+
+        arguments = {**FIXED_ARGUMENTS, **training_arguments}
+        args = TrainingArguments(
+            output_dir=directory,
+            per_device_train_batch_size=example.batch_size,
+            gradient_accumulation_steps=example.k,
+            num_train_epochs=example.epochs,
+            **arguments,
+        )
+        extra = {} if compute_loss_func is None else {"compute_loss_func": compute_loss_func}
+        cls = trainer_class or Trainer
+        cls(model=model_class(model), args=args, train_dataset=Rows(*dataset), optimizers=(optimizer, None), **extra).train()
+
+    shown = getattr(model_class, "__name__", repr(model_class))
+    loss = f", compute_loss_func={compute_loss_func.__name__}" if compute_loss_func is not None else ""
+    options = "".join(f", {k}={v!r}" for k, v in training_arguments.items())
+    trainer_name = getattr(trainer_class, "__name__", "Trainer")
+
+    def call(example) -> str:
+        return (
+            f"{trainer_name}(model={shown}(model), args=TrainingArguments(per_device_train_batch_size={example.batch_size}, "
+            f"gradient_accumulation_steps={example.k}, num_train_epochs={example.epochs}{options}){loss}).train()"
+        )
+
+    return Configuration(
+        FRAMEWORK,
+        key,
+        name or f"{trainer_name}, {shown}{loss}",
+        run,
+        call,
+        documented=(
+            "a loss normalised by num_items_in_batch (the model's, or compute_loss_func's) is the window's mean; a per-batch "
+            "mean loss is divided by the number of batches in the window"
+        ),
+        source=DOCS,
+    )
+
+
+CONFIGURATIONS = (
+    trainer(ItemCountRegressor, name="Trainer, model's loss = sum ÷ num_items_in_batch"),
+    trainer(MeanLossRegressor, name="Trainer, model's loss ignores num_items_in_batch (accepts_loss_kwargs = False)"),
+    trainer(
+        LogitsRegressor,
+        compute_loss_func=summed_over_items,
+        label_names=["labels"],
+        name="Trainer(compute_loss_func=sum ÷ num_items_in_batch)",
+    ),
+)
+
+
+def check_trainer(model_class=ItemCountRegressor, *, max_examples: int = 30, **options):
+    """Check a model class (`model_class(module)`; forward(x, labels, …) → {"loss": …}) under the transformers Trainer.
+
+    Options: trainer_class, compute_loss_func, and TrainingArguments. Raises FrameworkError with the
+    shrunk counterexample, or KnownDeviation when only a registered transformers deviation fails.
+    """
+    __tracebackhide__ = True
+    from properties.frameworks.check import check_framework
+
+    return check_framework(trainer(model_class, **options), max_examples=max_examples)
