@@ -149,6 +149,12 @@ PROBES = (
         "the torch.func properties (per-sample gradients, func.grad buffers, functional_call) run from this version on",
     ),
     Probe(
+        "torch.compile exists",
+        lambda: hasattr(torch, "compile"),
+        versions.TORCH_COMPILE,
+        "the torch.compile properties (compiled model, windows, optimizer step) run from this version on",
+    ),
+    Probe(
         "AdamW is a subclass of Adam",
         lambda: issubclass(torch.optim.AdamW, torch.optim.Adam),
         consequence="AdamW.step runs Adam's functional update (decoupled_weight_decay=True) where True, its own "

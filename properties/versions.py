@@ -84,7 +84,22 @@ TORCH_FUNC = Change(
     source="torch 2.0 release notes: functorch's transforms move into torch.func",
 )
 
-CHANGES = (ZERO_GRAD_DEFAULT_SET_TO_NONE, POST_ACCUMULATE_GRAD_HOOK, OPTIMIZER_STEP_HOOKS, CPU_GRAD_SCALER, TORCH_FUNC)
+TORCH_COMPILE = Change(
+    name="torch.compile exists",
+    since="2.0.0",
+    before=False,
+    after=True,
+    source="torch 2.0 release notes: torch.compile (TorchDynamo, AOTAutograd, inductor)",
+)
+
+CHANGES = (
+    ZERO_GRAD_DEFAULT_SET_TO_NONE,
+    POST_ACCUMULATE_GRAD_HOOK,
+    OPTIMIZER_STEP_HOOKS,
+    CPU_GRAD_SCALER,
+    TORCH_FUNC,
+    TORCH_COMPILE,
+)
 
 
 def has_post_accumulate_grad_hook() -> bool:

@@ -2,8 +2,10 @@
 
 from hypothesis import given, settings
 
-from properties import defects, profiles
+from properties import defects, profiles, versions
 from properties.invariants import compiled
+
+pytestmark = versions.requires(versions.TORCH_COMPILE)
 
 
 @settings(max_examples=profiles.examples(0.5))
