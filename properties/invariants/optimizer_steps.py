@@ -131,7 +131,8 @@ def direction_magnitude(
     """The step direction's recurrence run on a = |g| + λ|θ| and the previous entries' magnitudes: what its rounding errors scale with.
 
     SGD: |buffer| = μ·|buffer| + (1 − τ)·a, direction a + μ·|buffer| (Nesterov) or |buffer|;
-    Adam: |m| = β₁·|m| + (1 − β₁)·a, direction (|m|/(1 − β₁ᵗ))/(√v̂ + ε) with v̂ from the state after the step.
+    Adam: |m| = β₁·|m| + (1 − β₁)·a, |v| = β₂·|v| + (1 − β₂)·a², direction (|m|/(1 − β₁ᵗ))/(√v̂ + ε)
+    with v̂ from the state after the step.
     """
     o = spec.options
     entries = {}
@@ -144,11 +145,15 @@ def direction_magnitude(
             direction = a + o["momentum"] * buffer if o["nesterov"] else buffer
         return direction, entries
     beta1, beta2 = o["betas"]
-    entries["exp_avg"] = (1 - beta1) * a + beta1 * previous.get("exp_avg", torch.zeros_like(a)).abs()
-    for key in ("exp_avg_sq", "max_exp_avg_sq"):
-        if key in state_after:
-            entries[key] = state_after[key]
-    v = state_after["max_exp_avg_sq"] if o["amsgrad"] else state_after["exp_avg_sq"]
+    zeros = torch.zeros_like(a)
+    entries["exp_avg"] = (1 - beta1) * a + beta1 * previous.get("exp_avg", zeros).abs()
+    # v's terms are (1 − β₂)·g² with g = ∇ + λθ: their rounding scales with a² (a = |∇| + λ|θ|), not with g² after cancellation
+    entries["exp_avg_sq"] = (1 - beta2) * a * a + beta2 * previous.get("exp_avg_sq", zeros).abs()
+    if "max_exp_avg_sq" in state_after:
+        entries["max_exp_avg_sq"] = torch.maximum(previous.get("max_exp_avg_sq", zeros).abs(), entries["exp_avg_sq"])
+    v = (
+        state_after["max_exp_avg_sq"] if o["amsgrad"] else state_after["exp_avg_sq"]
+    )  # the actual v̂: a smaller one divides by less
     return (entries["exp_avg"] / (1 - beta1**t)) / ((v / (1 - beta2**t)).sqrt() + o["eps"]), entries
 
 
