@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from properties.case import dtype_name
-from properties.compare import Tolerance, gamma, unit_roundoff
+from properties.compare import Tolerance, gamma, summation_tolerance, unit_roundoff
 
 ELEMENTARY_ROUNDINGS = 8
 SQRT_2PI = math.sqrt(2 * math.pi)
@@ -418,6 +418,17 @@ def clipped_bound(bound: Bound, gradient: Mapping[str, Optional[torch.Tensor]], 
 def accumulation_roundings(k: int) -> int:
     """Roundings an accumulated window adds to one full-batch gradient: k − 1 additions into .grad, a loss scale and a division."""
     return k + 4
+
+
+def sum_tolerances(dtype: torch.dtype, parts: Sequence[Mapping[str, Optional[torch.Tensor]]]) -> dict[str, Tolerance]:
+    """Per parameter, Higham's bound for Σⱼ gⱼ over the terms actually added (for sums of the same computed gⱼ).
+
+    A dense gⱼ is one term per entry; a sparse one is its uncoalesced entries (one per lookup),
+    which .grad concatenates and densifying sums in an order of its own: n counts them all and
+    Σ|terms| takes each entry's absolute value before any of them is summed.
+    """
+    magnitudes, terms = sparse_term_magnitudes(parts)
+    return {name: summation_tolerance(dtype, terms, m) for name, m in magnitudes.items()}
 
 
 def sparse_term_magnitudes(parts: Sequence[Mapping[str, Optional[torch.Tensor]]]) -> tuple[dict[str, float], int]:

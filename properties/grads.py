@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 from torch import nn
@@ -34,17 +34,12 @@ def fresh_gradients(model: nn.Module, loss: torch.Tensor, *, retain_graph: bool 
     return result
 
 
-def combine(maps: Iterable[GradMap], op: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> GradMap:
-    """Σⱼ op(gⱼ) per parameter, in order; None where every gⱼ is None."""
+def combine(maps: Iterable[GradMap]) -> GradMap:
+    """Σⱼ gⱼ per parameter (sparse ones densified), in order; None where every gⱼ is None."""
     total: GradMap = {}
     for grad_map in maps:
         for name, g in grad_map.items():
-            term = None if g is None else op(g.to_dense() if g.is_sparse else g)
+            term = None if g is None else (g.to_dense() if g.is_sparse else g)
             previous = total.get(name)
             total[name] = term if previous is None else (previous if term is None else previous + term)
     return total
-
-
-def largest(grad_map: GradMap) -> dict[str, float]:
-    """max |g| per parameter (0 where None)."""
-    return {name: 0.0 if g is None else float(g.abs().max()) if g.numel() else 0.0 for name, g in grad_map.items()}

@@ -12,7 +12,7 @@ from torch import nn
 from properties import bounds, versions
 from properties import grads as G
 from properties.case import Case
-from properties.compare import EXACT, assert_grads_close, summation_tolerance
+from properties.compare import EXACT, assert_grads_close
 from properties.models import ACTIVATIONS
 from properties.strategies import batch_splits, cases, dtypes, model_specs
 
@@ -36,23 +36,10 @@ BACKWARD_VIA = {
 }
 
 
-def summed_tolerances(case: Case, parts: list[G.GradMap]):
-    """Per parameter, Higham's bound for Σⱼ gⱼ over the terms actually added.
-
-    A dense gⱼ is one term per entry; a sparse one is its uncoalesced entries (one per lookup),
-    which .grad concatenates and densifying sums in an order of its own: n counts them all and
-    Σ|terms| takes each entry's absolute value before any of them is summed.
-    """
-    magnitudes, terms = bounds.sparse_term_magnitudes(parts)
-    return {name: summation_tolerance(case.dtype, terms, m) for name, m in magnitudes.items()}
-
-
 def doubled_tolerances(once: G.GradMap) -> dict:
     """g + g = 2g is exact for a dense .grad; a sparse .grad holds g's entries twice, summed in some order when densified."""
     return {
-        name: summation_tolerance(g.dtype, 2 * g._nnz(), 2 * bounds.sparse_term_magnitudes([{name: g}])[0][name])
-        if g is not None and g.is_sparse
-        else EXACT
+        name: bounds.sum_tolerances(g.dtype, [{name: g}, {name: g}])[name] if g is not None and g.is_sparse else EXACT
         for name, g in once.items()
     }
 
@@ -68,7 +55,7 @@ def check_backward_sums(case: Case, via: str = "Tensor.backward") -> None:
     assert_grads_close(
         G.grads(model),
         G.combine(individual),
-        tolerance=summed_tolerances(case, individual),
+        tolerance=bounds.sum_tolerances(case.dtype, individual),
         context=f"{case}; {len(batches)} calls of {via}, expected .grad = sum of the {len(batches)} gradients",
     )
 
@@ -117,7 +104,7 @@ def check_tied_parameter_gets_sum_of_uses(case: Case, build=Case.build_model) ->
     assert_grads_close(
         actual,
         G.combine(uses),
-        tolerance=summed_tolerances(case, uses),
+        tolerance=bounds.sum_tolerances(case.dtype, uses),
         context=f"{case}; tied weight used twice, expected .grad = first use's gradient + second use's",
     )
 
