@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from properties.versions import INSTALLED, Version, parse_version
+from properties.versions import INSTALLED, Version, within
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Deviation:
 
     def affects(self, version: Version = INSTALLED) -> bool:
         """Whether torch `version` has this deviation."""
-        return version >= parse_version(self.since) and (self.fixed is None or version < parse_version(self.fixed))
+        return within(version, self.since, self.fixed)
 
     def reason(self) -> str:
         """The xfail reason: what, where, and the link."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
@@ -23,6 +23,12 @@ def version_text(version: Version) -> str:
 
 
 INSTALLED = parse_version(torch.__version__)
+
+
+def within(version: Union[Version, str], since: str, fixed: Optional[str] = None) -> bool:
+    """since ≤ version < fixed (no upper end when fixed is None): whether a registered deviation applies to `version`."""
+    parsed = parse_version(version) if isinstance(version, str) else version
+    return parsed >= parse_version(since) and (fixed is None or parsed < parse_version(fixed))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from properties.versions import parse_version
+from properties.versions import within
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,7 @@ class Deviation:
 
     def affects(self, version: Optional[str]) -> bool:
         """Whether the given framework version (None: not installed) is one this deviation is registered for."""
-        if version is None:
-            return False
-        parsed = parse_version(version)
-        return parsed >= parse_version(self.since) and (self.fixed is None or parsed < parse_version(self.fixed))
+        return version is not None and within(version, self.since, self.fixed)
 
     @property
     def versions(self) -> str:
