@@ -37,6 +37,7 @@ import json
 import math
 import os
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -160,6 +161,15 @@ def soak_reproduce(nodeid: str, seed, examples: Optional[int]) -> str:
     return f"pytest -p properties.tools.soak_plugin{count} '{nodeid}' --hypothesis-seed={seed}"
 
 
+def current_commit() -> Optional[str]:
+    """The checked-out commit the chunk ran on (None outside a git checkout)."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
 def run_chunk(seed: int, files: list[str], *, examples: int, window_examples: int, timeout: float) -> dict:
     """One chunk: the soak over `files` with this seed; its records, or status 'error' and the output's tail."""
     import hypothesis
@@ -179,6 +189,7 @@ def run_chunk(seed: int, files: list[str], *, examples: int, window_examples: in
         "files": list(files),
         "torch": torch.__version__,
         "hypothesis": hypothesis.__version__,
+        "commit": current_commit(),
         "date": started,
         "seconds": round(run.seconds, 1),
         "returncode": run.returncode,
@@ -351,7 +362,18 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
         "chunks": [
             {
                 k: c.get(k)
-                for k in ("file", "seed", "examples", "window_examples", "date", "seconds", "returncode", "status", "command")
+                for k in (
+                    "file",
+                    "seed",
+                    "examples",
+                    "window_examples",
+                    "commit",
+                    "date",
+                    "seconds",
+                    "returncode",
+                    "status",
+                    "command",
+                )
             }
             for c in chunks
         ],
@@ -387,11 +409,12 @@ def render_soak_markdown(report: dict, list_limit: int = 50) -> str:
     settings = sorted({(c.get("examples"), c.get("window_examples")) for c in chunks}, key=str)
     per_chunk = "; ".join(f"{e} examples per @given test per chunk ({w} windows for distributed)" for e, w in settings)
     broken = [c for c in chunks if c.get("status") != "ok"]
+    commits = ", ".join(sorted({c["commit"] for c in chunks if c.get("commit")}))
     lines = [
         "# Soak: no false failures, and how close a sound torch comes to one",
         "",
         f"torch {report['torch']}, hypothesis {report['hypothesis']}; rendered {report['date']}.",
-        f"{len(chunks)} chunk(s), seeds {seeds}; {per_chunk}.",
+        f"{len(chunks)} chunk(s), seeds {seeds}; {per_chunk}." + (f" Commits: {commits}." if commits else ""),
         "",
         f"**{report['examples']:,} examples, {report['failing_examples']:,} false failures**"
         + (
