@@ -57,6 +57,8 @@ class Activation:
     curvature: float
     envelope: Callable[[torch.Tensor], torch.Tensor | float]
     derivative_envelope: float
+    jump: float = 0.0
+    """|f′(0⁺) − f′(0⁻)|: a piecewise-linear f′ is exact except where a rounded z may cross 0 and jump."""
 
 
 def _gelu_derivative(z: torch.Tensor) -> torch.Tensor:
@@ -73,6 +75,12 @@ ACTIVATION_BOUNDS = {
     # gelu(z) = z·Φ(z): 1 + erf cancels for z ≪ 0, so its error scales with |z|; gelu′ = Φ + z·φ ≤ 1.13,
     # |gelu″| = φ·|2 − z²| ≤ 0.8; the terms of gelu′ (Φ, |z|φ, z³φ/2 from exp's argument) stay below 1.5
     "gelu": Activation(F.gelu, _gelu_derivative, 1.13, 0.8, lambda z: z.abs(), 3.0),
+    # relu′ ∈ {0, 1} (0 at z = 0, as torch's threshold_backward), exact away from 0; relu is 1-Lipschitz and exact
+    "relu": Activation(F.relu, lambda z: (z > 0).to(z.dtype), 1.0, 0.0, lambda z: 0.0, 0.0, jump=1.0),
+    # leaky_relu′ ∈ {0.01, 1}; the negative side rounds one product
+    "leaky_relu": Activation(
+        F.leaky_relu, lambda z: torch.where(z > 0, 1.0, 0.01).to(z.dtype), 1.0, 0.0, lambda z: 0.0, 0.0, jump=0.99
+    ),
 }
 
 
@@ -123,11 +131,39 @@ class Replay:
         return Mag(value, size, z.depth + ELEMENTARY_ROUNDINGS)
 
     def activation_derivative(self, name: str, z: Mag) -> Mag:
-        """f′(z), as the activation's backward evaluates it."""
+        """f′(z), as the activation's backward evaluates it.
+
+        Where f′ jumps at 0 (ReLU), a computed ẑ within γ_K(z)·M(z) of 0 may lie on the other side
+        of 0 than z, so f′(ẑ) may differ from f′(z) by the whole jump J: those entries get M ≥ J/γ_K
+        (K the result's depth, which every later use only raises), so that γ_K·M covers J.
+        """
         act = ACTIVATION_BOUNDS[name]
         value = act.derivative(z.value)
         size = value.abs() + act.curvature * z.size + act.derivative_envelope + self.tiny
-        return Mag(value, size, z.depth + ELEMENTARY_ROUNDINGS)
+        depth = z.depth + ELEMENTARY_ROUNDINGS
+        if act.jump:
+            u = unit_roundoff(self.dtype)
+            reach, scale = gamma(z.depth, u), gamma(depth, u)
+            if math.isfinite(scale):
+                may_cross = z.value.abs() <= reach * z.size
+                size = size + torch.where(may_cross, act.jump / scale, 0.0)
+        return Mag(value, size, depth)
+
+    def conv2d(self, x: Mag, kernel: Mag, bias: Optional[Mag]) -> Mag:
+        """conv2d(x, K) + c (no padding, stride 1): each output a dot product of C·k·k terms."""
+        n = kernel.value[0].numel()
+        z = Mag(F.conv2d(x.value, kernel.value), F.conv2d(x.size, kernel.size) + n * self.tiny, x.depth + kernel.depth + n + 1)
+        return z if bias is None else self.add(z, Mag(bias.value[:, None, None], bias.size[:, None, None], bias.depth))
+
+    def conv2d_weight_gradient(self, delta: Mag, inputs: Mag, shape) -> Mag:
+        """Σ over rows and positions of δ·(input patch): N·H′·W′ terms per weight."""
+        n = delta.value.shape[0] * delta.value[0, 0].numel()
+        grad = torch.nn.grad.conv2d_weight
+        return Mag(
+            grad(inputs.value, shape, delta.value),
+            grad(inputs.size, shape, delta.size) + n * self.tiny,
+            delta.depth + inputs.depth + n + 1,
+        )
 
     def rsqrt(self, a: Mag) -> Mag:
         """1/√a for a > 0: a relative error ε in a gives ε/2 in the result (first order)."""
@@ -212,6 +248,10 @@ def model_outputs(spec, model: torch.nn.Module, x: torch.Tensor, replay: Replay)
             return grads
 
         return y, backward
+    if kind == "deep":
+        return _deep(spec, inputs, replay, p)
+    if kind == "conv":
+        return _conv(spec, inputs, replay, p)
     first, second = ("hidden.", "output.") if kind == "mlp" else ("shared.", "shared.")
     z = replay.linear(inputs, p[first + "weight"], p.get(first + "bias"))
     h = replay.activation(spec.activation, z)
@@ -257,6 +297,53 @@ def _normalised(case, model: torch.nn.Module, x: torch.Tensor, replay: Replay):
         grads = {"3.weight": replay.weight_gradient(delta, h), "3.bias": replay.total(delta, 0)}
         grads.update(layer)
         grads.update({"0.weight": replay.weight_gradient(dz, inputs), "0.bias": replay.total(dz, 0)})
+        return grads
+
+    return y, backward
+
+
+def _deep(spec, inputs: Mag, replay: Replay, p: dict[str, Mag]):
+    """zₗ = Wₗ·hₗ₋₁ + bₗ, hₗ = σ(zₗ) (h₀ = x, no σ after the last layer); δzₗ₋₁ = (δzₗ·Wₗ)⊙σ′(zₗ₋₁)."""
+    names = [f"layers.{i}." for i in range(spec.depth)]
+    h, zs = [inputs], []
+    for i, name in enumerate(names):
+        zs.append(replay.linear(h[-1], p[name + "weight"], p.get(name + "bias")))
+        if i < len(names) - 1:
+            h.append(replay.activation(spec.activation, zs[-1]))
+
+    def backward(delta: Mag) -> dict[str, Mag]:
+        grads: dict[str, Mag] = {}
+        dz = delta
+        for i in reversed(range(len(names))):
+            grads[names[i] + "weight"] = replay.weight_gradient(dz, h[i])
+            if names[i] + "bias" in p:
+                grads[names[i] + "bias"] = replay.total(dz, 0)
+            if i:
+                upstream = replay.matmul(dz, p[names[i] + "weight"])
+                dz = replay.mul(upstream, replay.activation_derivative(spec.activation, zs[i - 1]))
+        return grads
+
+    return zs[-1], backward
+
+
+def _conv(spec, inputs: Mag, replay: Replay, p: dict[str, Mag]):
+    """z = conv2d(x, K) + c, h = σ(z), y = W·vec(h) + b; δz = reshape(δ·W)⊙σ′(z)."""
+    z = replay.conv2d(inputs, p["conv.weight"], p.get("conv.bias"))
+    h = replay.activation(spec.activation, z)
+    flat = _reshaped(h, (h.value.shape[0], -1))
+    y = replay.linear(flat, p["head.weight"], p.get("head.bias"))
+
+    def backward(delta: Mag) -> dict[str, Mag]:
+        grads = {"head.weight": replay.weight_gradient(delta, flat)}
+        if "head.bias" in p:
+            grads["head.bias"] = replay.total(delta, 0)
+        upstream = _reshaped(replay.matmul(delta, p["head.weight"]), z.value.shape)
+        dz = replay.mul(upstream, replay.activation_derivative(spec.activation, z))
+        grads["conv.weight"] = replay.conv2d_weight_gradient(dz, inputs, p["conv.weight"].value.shape)
+        if "conv.bias" in p:
+            positions = dz.value.shape[0] * dz.value[0, 0].numel()
+            summed = dz.value.sum((0, 2, 3)), dz.size.sum((0, 2, 3)) + positions * replay.tiny
+            grads["conv.bias"] = Mag(summed[0], summed[1], dz.depth + positions)
         return grads
 
     return y, backward

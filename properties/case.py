@@ -55,9 +55,9 @@ class Case:
         if spec.takes_indices:
             x = torch.randint(0, spec.in_features, (self.rows, spec.bag), generator=generator)
         else:
-            x = torch.randn(self.rows, spec.in_features, generator=generator, dtype=torch.float64).to(self.dtype)
+            x = torch.randn(self.rows, *spec.input_shape, generator=generator, dtype=torch.float64).to(self.dtype)
         y = torch.randn(self.rows, spec.out_features, generator=generator, dtype=torch.float64).to(self.dtype)
-        return x.to(self.device), y.to(self.device)
+        return spec.arrange_input(x.to(self.device)), y.to(self.device)
 
     def micro_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The full batch cut, in order, into micro-batches of sizes m₁, …, m_k."""

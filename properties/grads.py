@@ -43,3 +43,12 @@ def combine(maps: Iterable[GradMap]) -> GradMap:
             previous = total.get(name)
             total[name] = term if previous is None else (previous if term is None else previous + term)
     return total
+
+
+def finite(*maps: GradMap) -> bool:
+    """Whether every tensor in the maps is finite (None entries count as finite)."""
+    for tensors in maps:
+        for t in tensors.values():
+            if t is not None and not bool(torch.isfinite(t.to_dense() if t.is_sparse else t).all()):
+                return False
+    return True

@@ -55,13 +55,17 @@ class OptimizerSpec:
         """Hypothesis prints a falsifying spec as `SGD(lr=0.1, momentum=0.9)`."""
         printer.text(repr(self))
 
-    def build(self, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
-        """The torch optimizer over `params` with these hyper-parameters."""
-        return getattr(torch.optim, self.name)(list(params), **dict(self.hyper))
+    def build(self, params: Iterable[torch.Tensor], groups: int = 1) -> torch.optim.Optimizer:
+        """The torch optimizer over `params` with these hyper-parameters, in `groups` parameter groups of consecutive parameters."""
+        listed = list(params)
+        if groups > 1 and len(listed) > 1:
+            cuts = [round(i * len(listed) / groups) for i in range(groups + 1)]
+            listed = [{"params": listed[a:b]} for a, b in zip(cuts, cuts[1:]) if b > a]
+        return getattr(torch.optim, self.name)(listed, **dict(self.hyper))
 
-    def build_for(self, model: nn.Module) -> torch.optim.Optimizer:
-        """The optimizer over `model`'s trainable parameters."""
-        return self.build(p for p in model.parameters() if p.requires_grad)
+    def build_for(self, model: nn.Module, groups: int = 1) -> torch.optim.Optimizer:
+        """The optimizer over `model`'s trainable parameters (in `groups` parameter groups)."""
+        return self.build((p for p in model.parameters() if p.requires_grad), groups)
 
 
 StateMap = dict[str, dict[str, torch.Tensor]]

@@ -8,7 +8,7 @@ example shrinks to small sizes and seed 0 rather than to a soup of floats.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Sequence, TypeVar, Union
+from typing import Optional, Sequence, TypeVar, Union
 
 import torch
 from hypothesis import strategies as st
@@ -16,7 +16,7 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.strategies import SearchStrategy
 
 from properties.case import Case
-from properties.models import ACTIVATIONS, KINDS, ModelSpec
+from properties.models import ACTIVATIONS, KINDS, LAYOUTS, ModelSpec
 
 T = TypeVar("T")
 ValueOrStrategy = Union[T, SearchStrategy[T]]
@@ -102,64 +102,109 @@ def choice_of(values: ValueOrStrategy[Sequence[T]]) -> SearchStrategy[T]:
     return st.sampled_from(tuple(values))
 
 
+LARGE_SHARE = 6
+"""One example in LARGE_SHARE draws from the large end of a size range (wide layers, long lists, big micro-batches)."""
+
+
+def large(draw) -> bool:
+    """Whether this draw takes the large end: about 1 in LARGE_SHARE, shrinking towards the small end."""
+    return draw(st.integers(0, LARGE_SHARE - 1)) == LARGE_SHARE - 1
+
+
 def batch_splits(
-    *, min_k: ValueOrStrategy[int] = 1, max_k: ValueOrStrategy[int] = 5, max_size: ValueOrStrategy[int] = 3
+    *,
+    min_k: ValueOrStrategy[int] = 1,
+    max_k: ValueOrStrategy[int] = 5,
+    max_size: ValueOrStrategy[int] = 3,
+    large_size: ValueOrStrategy[int] = 64,
 ) -> SearchStrategy[tuple[int, ...]]:
-    """Sizes (m₁, …, m_k) of k micro-batches, each ≥ 1 and usually unequal; N = Σ mⱼ."""
+    """Sizes (m₁, …, m_k) of k micro-batches, each ≥ 1 and usually unequal; N = Σ mⱼ.
+
+    Most splits have micro-batches of at most `max_size` rows; about one in LARGE_SHARE has
+    micro-batches of up to `large_size` rows (pass large_size=max_size for small splits only).
+    """
     check_integer("min_k", min_k, at_least=1)
     check_integer("max_k", max_k, at_least=1)
     check_integer("max_size", max_size, at_least=1)
+    check_integer("large_size", large_size, at_least=1)
     if isinstance(min_k, int) and isinstance(max_k, int) and max_k < min_k:
         raise InvalidArgument(f"max_k={max_k} is less than min_k={min_k}")
-
-    def split(lo: int, hi: int, size: int) -> SearchStrategy[tuple[int, ...]]:
-        return st.lists(st.integers(1, size), min_size=lo, max_size=max(lo, hi)).map(tuple)
-
-    if not any(isinstance(arg, SearchStrategy) for arg in (min_k, max_k, max_size)):
-        return split(min_k, max_k, max_size)  # built once: most callers pass plain values
-    return st.tuples(as_strategy(min_k), as_strategy(max_k), as_strategy(max_size)).flatmap(lambda a: split(*a))
+    return _batch_splits(as_strategy(min_k), as_strategy(max_k), as_strategy(max_size), as_strategy(large_size))
 
 
-def step_counts(*, min_value: int = 1, max_value: int = 6) -> SearchStrategy[int]:
-    """How many backward calls or windows; with the defaults, three or more in most examples."""
+@st.composite
+def _batch_splits(draw, min_k, max_k, max_size, large_size) -> tuple[int, ...]:
+    lo, hi, small = draw(min_k), draw(max_k), draw(max_size)
+    biggest = max(small, draw(large_size)) if large(draw) else small
+    return tuple(draw(st.lists(st.integers(1, biggest), min_size=lo, max_size=max(lo, hi))))
+
+
+def step_counts(*, min_value: int = 1, max_value: int = 6, large_value: Optional[int] = None) -> SearchStrategy[int]:
+    """How many backward calls, windows or optimizer steps: min…max_value, and min…large_value in one draw in LARGE_SHARE."""
     check_integer("min_value", min_value, at_least=1)
     check_integer("max_value", max_value, at_least=min_value)
-    return st.integers(min_value, max_value)
+    if large_value is None or large_value <= max_value:
+        return st.integers(min_value, max_value)
+    check_integer("large_value", large_value, at_least=max_value)
+    return _step_counts(min_value, max_value, large_value)
+
+
+@st.composite
+def _step_counts(draw, min_value: int, max_value: int, large_value: int) -> int:
+    return draw(st.integers(min_value, large_value if large(draw) else max_value))
 
 
 def model_specs(
     kinds: ValueOrStrategy[Sequence[str]] = KINDS,
     *,
     max_features: ValueOrStrategy[int] = 4,
+    large_features: ValueOrStrategy[int] = 256,
     activations: ValueOrStrategy[Sequence[str]] = tuple(ACTIVATIONS),
     bias: ValueOrStrategy[bool] = st.booleans(),
     sparse: ValueOrStrategy[bool] = st.booleans(),
     frozen: ValueOrStrategy[bool] = False,
+    layouts: ValueOrStrategy[Sequence[str]] = LAYOUTS,
 ) -> SearchStrategy[ModelSpec]:
-    """Linear (square ones included), MLPs with smooth activations, tied-weight MLPs, dense or sparse embeddings.
+    """Linear (square ones included), MLPs, tied-weight MLPs, dense or sparse embeddings, deep MLPs, a Conv2d net.
 
+    Most models have at most `max_features` features per layer; about one in LARGE_SHARE is wide
+    (up to `large_features` per layer, so a Linear reaches 256×128 = 32,768 weights, the parallel
+    grain size; conv channels and filters up to large_features/4) or deep (9 to 24 layers: 18 to 48 tensors with biases). Parameters are
+    stored in the first of `layouts` the model admits in two examples of three, else in another of them.
     With `frozen=True`, a non-empty proper subset of the parameters is frozen (kinds with one
     parameter are then built with a bias so that there is something to freeze).
     """
     check_members("kinds", kinds, KINDS)
     check_members("activations", activations, tuple(ACTIVATIONS))
+    check_members("layouts", layouts, LAYOUTS)
     check_integer("max_features", max_features, at_least=1)
-    widths = None if isinstance(max_features, SearchStrategy) else st.integers(1, max_features)
+    check_integer("large_features", large_features, at_least=1)
     return _model_specs(
         choice_of(kinds),
-        widths,
         as_strategy(max_features),
+        as_strategy(large_features),
         choice_of(activations),
         as_strategy(bias),
         as_strategy(sparse),
         as_strategy(frozen),
+        as_strategy(layouts),
     )
 
 
+def admitted_layouts(kind: str, layouts: Sequence[str]) -> list[str]:
+    """The layouts among `layouts` a model of `kind` can take, contiguous first (what failures shrink to)."""
+    fits = {"embedding": ("contiguous", "transposed", "view"), "conv": LAYOUTS}
+    allowed = [layout for layout in layouts if layout in fits.get(kind, ("contiguous", "transposed", "view"))]
+    return sorted(allowed or ["contiguous"], key=LAYOUTS.index)
+
+
 @st.composite
-def _model_specs(draw, kinds, widths, max_features, activations, bias, sparse, frozen) -> ModelSpec:
+def _model_specs(draw, kinds, max_features, large_features, activations, bias, sparse, frozen, layouts) -> ModelSpec:
     kind = draw(kinds)
-    width = widths if widths is not None else st.integers(1, draw(max_features))
+    small = draw(max_features)
+    big = large(draw)
+    widest = max(small, draw(large_features)) if big else small
+    width = st.integers(1, widest)
     freeze = draw(frozen)
     has_bias = True if freeze and kind != "embedding" else draw(bias)
     activation = draw(activations)
@@ -170,14 +215,36 @@ def _model_specs(draw, kinds, widths, max_features, activations, bias, sparse, f
     elif kind == "tied":
         features = draw(width)
         spec = ModelSpec("tied", features, features, activation=activation, bias=has_bias)
+    elif kind == "deep":
+        depth = draw(st.integers(9, 24) if big else st.integers(3, 4))
+        narrow = st.integers(1, max(small, widest // 4))
+        spec = ModelSpec(
+            "deep", draw(narrow), draw(narrow), hidden=draw(narrow), depth=depth, activation=activation, bias=has_bias
+        )
+    elif kind == "conv":
+        image = draw(st.integers(1, 10 if big else 4))
+        kernel = draw(st.integers(1, min(3, image)))
+        channels = st.integers(1, max(small, widest // 4))
+        spec = ModelSpec(
+            "conv",
+            draw(channels),
+            draw(st.integers(1, small)),
+            hidden=draw(channels),
+            image=image,
+            kernel=kernel,
+            activation=activation,
+            bias=has_bias,
+        )
     else:
-        num, dim = draw(st.integers(2, 5)), draw(width)
+        num, dim = draw(st.integers(2, 5 if not big else widest)), draw(width)
         spec = ModelSpec("embedding", num, dim, sparse=draw(sparse), bag=draw(st.integers(1, 3)))
+    admitted = admitted_layouts(kind, draw(layouts))
+    chosen_layout = draw(st.sampled_from(admitted[1:])) if len(admitted) > 1 and draw(st.integers(0, 2)) == 2 else admitted[0]
     names = spec.parameter_names() if freeze else []
+    replaced = {"layout": chosen_layout}
     if len(names) > 1:
-        chosen = draw(st.sets(st.sampled_from(names), min_size=1, max_size=len(names) - 1))
-        spec = ModelSpec(**{**spec.__dict__, "frozen": tuple(sorted(chosen))})
-    return spec
+        replaced["frozen"] = tuple(sorted(draw(st.sets(st.sampled_from(names), min_size=1, max_size=len(names) - 1))))
+    return ModelSpec(**{**spec.__dict__, **replaced})
 
 
 def cases(

@@ -13,9 +13,12 @@ def test_one_sgd_step_after_accumulation_is_theta_minus_lr_times_the_closed_form
 
 
 @pytest.mark.parametrize("family", optimizer_steps.FAMILY_NAMES)
-@given(case=optimizer_steps.DENSE_CASES, steps=optimizer_steps.STEPS, data=st.data())
-def test_every_step_of_sgd_with_or_without_momentum_adam_and_adamw_follows_its_documented_update(family, case, steps, data):
-    optimizer_steps.check_step_follows_documented_update(case, data.draw(optimizer_steps.FAMILIES[family], label="spec"), steps)
+@given(case=optimizer_steps.DENSE_CASES, steps=optimizer_steps.LONG_STEPS, groups=optimizer_steps.GROUPS, data=st.data())
+def test_every_step_of_sgd_with_or_without_momentum_adam_and_adamw_follows_its_documented_update(
+    family, case, steps, groups, data
+):
+    spec = data.draw(optimizer_steps.FAMILIES[family], label="spec")
+    optimizer_steps.check_step_follows_documented_update(case, spec, steps, groups=groups)
 
 
 @given(

@@ -135,7 +135,7 @@ def framework_cases(
 
     `describe(example)` states the framework call for the drawn example (it becomes `example.call`).
     """
-    models_strategy = model_specs(list(models), max_features=3, sparse=False)
+    models_strategy = model_specs(list(models), max_features=3, large_features=3, sparse=False, layouts=["contiguous"])
 
     @st.composite
     def draw(draw_) -> FrameworkCase:

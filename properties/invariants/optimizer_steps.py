@@ -25,6 +25,9 @@ DENSE_CASES = cases(models=model_specs(sparse=False), sizes=batch_splits(max_k=3
 FAMILY_NAMES = tuple(FAMILIES)
 TRAJECTORY_SPECS = st.one_of(sgd_specs(momentum=True), adam_specs("Adam"), adam_specs("AdamW"))
 STEPS = step_counts(min_value=2, max_value=4)
+LONG_STEPS = step_counts(min_value=2, max_value=4, large_value=20)
+"""Mostly 2–4 steps; one example in LARGE_SHARE runs up to 20 (step counters, bias corrections late in a run)."""
+GROUPS = st.integers(1, 3)
 HOWS = st.sampled_from(A.CORRECT)
 ILL_CONDITIONED = 1e-6
 
@@ -79,23 +82,35 @@ def compare_state(actual: dict, expected: dict, tolerances: dict, *, where: str,
 
 
 def check_step_follows_documented_update(
-    case: Case, spec: OptimizerSpec, steps: int, build: Callable[[torch.optim.Optimizer], torch.optim.Optimizer] = lambda o: o
+    case: Case,
+    spec: OptimizerSpec,
+    steps: int,
+    build: Callable[[torch.optim.Optimizer], torch.optim.Optimizer] = lambda o: o,
+    groups: int = 1,
 ) -> None:
     """At every step of T windows, the optimizer's new θ and state equal its documented update applied to its θ, .grad and state.
 
-    `build` may change the optimizer before its first step (compile its step, say).
+    `build` may change the optimizer before its first step (compile its step, say); the
+    parameters are split into `groups` parameter groups of the same hyper-parameters. A run that
+    diverges (θ, .grad or the documented update overflows, as SGD with η = 0.3 and momentum 0.9
+    may over 20 steps) is checked up to the step before it: past that, no finite update is documented.
     """
     __tracebackhide__ = True
     model = case.build_model()
-    optimizer = build(spec.build_for(model))
+    optimizer = build(spec.build_for(model, groups=groups))
     for t, batches in enumerate(A.windows(case, steps), start=1):
         optimizer.zero_grad()
         A.accumulate(model, batches)
         theta, grads, state = R.parameters(model), G.grads(model), named_state(optimizer, model)
-        optimizer.step()
         expected_params, expected_state = R.optimizer_update(spec, theta, grads, state)
+        if not G.finite(theta, grads, expected_params):
+            break
+        optimizer.step()
         actual_state = named_state(optimizer, model)
-        context = f"{case}; {spec}, step {t} of {steps}: torch's step vs the documented update from the same θ, .grad, state"
+        grouped = f", {groups} parameter groups" if groups > 1 else ""
+        context = (
+            f"{case}; {spec}{grouped}, step {t} of {steps}: torch's step vs the documented update from the same θ, .grad, state"
+        )
         for name, p in model.named_parameters():
             if grads[name] is None:
                 continue

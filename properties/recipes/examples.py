@@ -115,7 +115,7 @@ class RecipeCase:
 def recipe_cases(options: RecipeOptions = RecipeOptions()) -> st.SearchStrategy[RecipeCase]:
     """Models, unequal micro-batch sizes (1 included), k (n a multiple of k or not), an optimizer, extras from options."""
     case_strategy = cases(
-        models=model_specs(options.models, max_features=3, sparse=False),
+        models=model_specs(options.models, max_features=3, large_features=3, sparse=False, layouts=["contiguous"]),
         sizes=batch_splits(min_k=1, max_k=options.max_micro_batches, max_size=3),
         dtype=DTYPES[options.dtype],
         seed=seeds(),

@@ -173,6 +173,7 @@ class ExampleCounter:
     replay_seconds: float | None = None
     cold_seconds: float | None = None
     runs: int = 0
+    large: int = 0
 
     def summary(self) -> dict:
         """What the record keeps: examples run, the first failing one, the run's and the replay's seconds."""
@@ -183,11 +184,13 @@ class ExampleCounter:
             "replay_seconds": None if self.replay_seconds is None else round(self.replay_seconds, 6),
             "cold_seconds": None if self.cold_seconds is None else round(self.cold_seconds, 6),
             "replayed": len(self.kept) if self.replay_seconds is not None else None,
+            "large_examples": self.large,
         }
 
     def __call__(self, *args, **kwargs):
         """Run one example; an example Hypothesis rejects (assume, a failed filter) is not counted."""
         self.calls += 1
+        self.large += from_the_large_end(kwargs)
         drawn: list[Any] = []
         if self.keep:
             kwargs = {k: recording_data(v, drawn) if _is_data_object(v) else v for k, v in kwargs.items()}
@@ -214,6 +217,25 @@ class ExampleCounter:
                 if not is_control_flow(error):
                     raise
         return time.perf_counter() - start
+
+
+SMALL_END = {"largest_tensor": 1024, "rows": 3, "depth": 8, "steps": 4}
+"""The small end of the drawn space: an example past any of these came from the strategies' large share."""
+
+
+def from_the_large_end(kwargs: dict) -> bool:
+    """Whether an example's arguments hold a tensor of ≥ 1,024 elements, a micro-batch of > 3 rows, > 8 layers or > 4 steps."""
+    for name, value in kwargs.items():
+        if name == "steps" and isinstance(value, int) and value > SMALL_END["steps"]:
+            return True
+        case = getattr(value, "case", value)
+        model, sizes = getattr(case, "model", None), getattr(case, "sizes", None)
+        if model is not None and hasattr(model, "largest_tensor"):
+            if model.largest_tensor >= SMALL_END["largest_tensor"] or getattr(model, "depth", 0) > SMALL_END["depth"]:
+                return True
+        if sizes and all(isinstance(m, int) for m in sizes) and max(sizes) > SMALL_END["rows"]:
+            return True
+    return False
 
 
 def _is_data_object(value: Any) -> bool:

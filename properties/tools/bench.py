@@ -33,7 +33,10 @@ from properties.tools.audit import REPORTS, ROOT, require_clone, run_pytest
 
 AIMS = {"replay_ratio": 1.3, "suite_seconds_n_auto": 60.0, "speedup": 1.8}
 K_VALUES = (1, 2, 4, 8, 16, 32)
-WIDTHS = (2, 8, 32, 128, 512)
+WIDTHS = (2, 8, 32, 128, 256)
+"""Up to the widest layer the strategies draw (model_specs' large_features): 256×256 = 65,536 weights."""
+ROWS = (1, 4, 16, 64)
+"""Rows per micro-batch, up to the largest the strategies draw (batch_splits' large_size)."""
 
 
 def family(nodeid: str) -> str:
@@ -60,6 +63,7 @@ def families(tests: list[dict]) -> list[dict]:
     rows = []
     for name, members in sorted(grouped.items()):
         examples = sum(t["examples"] for t in members)
+        large = sum(t.get("large_examples") or 0 for t in members)
         seconds = sum(first_run_seconds(t) for t in members)
         replayed = [t for t in members if t.get("replay_seconds") is not None]
         warm = sum(t["hypothesis_seconds"] for t in replayed)
@@ -69,6 +73,8 @@ def families(tests: list[dict]) -> list[dict]:
                 "family": name,
                 "tests": len(members),
                 "examples": examples,
+                "large_examples": large,
+                "large_share": ratio(large, examples),
                 "seconds": round(seconds, 3),
                 "examples_per_second": ratio(examples, seconds),
                 "warm_seconds": round(warm, 3) if replayed else None,
@@ -83,10 +89,13 @@ def total_row(rows: list[dict]) -> dict:
     """The families added up (the ratio over replayed tests only)."""
     examples, seconds = sum(r["examples"] for r in rows), sum(r["seconds"] for r in rows)
     warm, replay = sum(r["warm_seconds"] or 0 for r in rows), sum(r["replay_seconds"] or 0 for r in rows)
+    large = sum(r.get("large_examples") or 0 for r in rows)
     return {
         "family": "all",
         "tests": sum(r["tests"] for r in rows),
         "examples": examples,
+        "large_examples": large,
+        "large_share": ratio(large, examples),
         "seconds": round(seconds, 3),
         "examples_per_second": ratio(examples, seconds),
         "warm_seconds": round(warm, 3),
@@ -161,8 +170,10 @@ def slope(xs: list[float], ys: list[float]) -> Optional[float]:
     return round(sum((p[0] - mx) * (p[1] - my) for p in points) / den, 2) if den else None
 
 
-def measure_scaling(check_spec: str, repeats: int, k_values=K_VALUES, widths=WIDTHS) -> dict:
-    """Seconds per example as k grows (MLP 4→4→4, 2 rows each) and as the width grows (k = 4)."""
+def measure_scaling(check_spec: str, repeats: int, k_values=K_VALUES, widths=WIDTHS, rows=ROWS) -> dict:
+    """Seconds per example as k grows (MLP 4→4→4, 2 rows each), as the width grows (k = 4) and as the rows grow (k = 5)."""
+    from dataclasses import replace
+
     import torch
 
     from properties.case import Case
@@ -178,11 +189,17 @@ def measure_scaling(check_spec: str, repeats: int, k_values=K_VALUES, widths=WID
     for width in widths:
         parameters = sum(p.numel() for p in case(width, 1).build_model().parameters())
         ms = 1e3 * seconds_per_call(lambda width=width: check(case(width, 4)), repeats)
-        by_width.append({"width": width, "parameters": parameters, "ms": round(ms, 4)})
+        by_width.append({"width": width, "largest_tensor": width * width, "parameters": parameters, "ms": round(ms, 4)})
+    by_rows = []
+    for m in rows:
+        ms = 1e3 * seconds_per_call(lambda m=m: check(replace(case(4, 5), sizes=(m,) * 5)), repeats)
+        by_rows.append({"rows": m, "n": 5 * m, "ms": round(ms, 4)})
     return {
         "check": check_spec,
         "by_micro_batches": by_k,
         "by_model_size": by_width,
+        "by_rows": by_rows,
+        "exponent_rows": slope([r["n"] for r in by_rows], [r["ms"] for r in by_rows]),
         "exponent_k": slope([r["k"] for r in by_k], [r["ms"] for r in by_k]),
         "exponent_parameters": slope([r["parameters"] for r in by_width], [r["ms"] for r in by_width]),
     }
@@ -238,13 +255,15 @@ def render_markdown(report: dict) -> str:
         lines += [
             "## Examples per second and Hypothesis' overhead",
             "",
-            "| family | tests | examples | first run s | examples/s | warm run s | plain replay s | replay ratio |",
-            "|---|---|---|---|---|---|---|---|",
+            "| family | tests | examples | large end | first run s | examples/s | warm run s | plain replay s | replay ratio |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for row in t["families"] + ([t["all"]] if t["all"] else []):
             name = f"**{row['family']}**" if row["family"] == "all" else row["family"]
+            share = row.get("large_share")
+            large = f"{row.get('large_examples', 0)} ({share:.0%})" if share is not None else "—"
             lines.append(
-                f"| {name} | {row['tests']} | {row['examples']} | {fmt(row['seconds'])} | "
+                f"| {name} | {row['tests']} | {row['examples']} | {large} | {fmt(row['seconds'])} | "
                 f"{fmt(row['examples_per_second'], 1)} | {fmt(row['warm_seconds'])} | "
                 f"{fmt(row['replay_seconds'])} | "
                 f"{fmt(row['replay_ratio'])} |"
@@ -254,6 +273,10 @@ def render_markdown(report: dict) -> str:
             "",
             "examples/s: examples over the seconds of each test's first run in the process, as a suite run "
             "pays them (torch builds some kernels, float16 ones notably, once per new shape).",
+            "",
+            "large end: examples drawn from the strategies' large share — a parameter tensor of ≥ 1,024 elements, "
+            "a micro-batch of more than 3 rows, more than 8 layers or more than 4 steps "
+            "(`properties.tools.audit_plugin.from_the_large_end`).",
             "",
             f"Replay ratio {fmt(total)}{aim(total, AIMS['replay_ratio'])}: seconds of a second, warm "
             "Hypothesis run over seconds of calling the same test bodies on the examples it drew, "
@@ -284,11 +307,17 @@ def render_markdown(report: dict) -> str:
             "",
             f"Grows like k^{fmt(c['exponent_k'])} (fitted on the larger k).",
             "",
-            "| width | parameters | ms per example (k = 4) |",
-            "|---|---|---|",
+            "| width | largest tensor | parameters | ms per example (k = 4) |",
+            "|---|---|---|---|",
         ]
-        lines += [f"| {r['width']} | {r['parameters']} | {r['ms']:.3f} |" for r in c["by_model_size"]]
+        lines += [
+            f"| {r['width']} | {r.get('largest_tensor', '—')} | {r['parameters']} | {r['ms']:.3f} |" for r in c["by_model_size"]
+        ]
         lines += ["", f"Grows like parameters^{fmt(c['exponent_parameters'])} (fitted on the larger models).", ""]
+        if c.get("by_rows"):
+            lines += ["| rows per micro-batch | N (k = 5) | ms per example |", "|---|---|---|"]
+            lines += [f"| {r['rows']} | {r['n']} | {r['ms']:.3f} |" for r in c["by_rows"]]
+            lines += ["", f"Grows like N^{fmt(c['exponent_rows'])} (fitted on the larger N).", ""]
         if report.get("plot"):
             lines += [f"Plot: {report['plot']}", ""]
     for note in report.get("notes", []):

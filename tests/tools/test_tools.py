@@ -150,6 +150,7 @@ def test_the_benchmark_sums_examples_and_seconds_per_family_and_fits_the_growth_
             "nodeid": "tests/test_a.py::t1",
             "when": "call",
             "examples": 10,
+            "large_examples": 2,
             "hypothesis_seconds": 1.0,
             "cold_seconds": 2.0,
             "replay_seconds": 0.5,
@@ -178,7 +179,19 @@ def test_the_benchmark_sums_examples_and_seconds_per_family_and_fits_the_growth_
             "throughput": {"families": [row], "all": bench.total_row([row]), "failed": []},
         }
     )
-    assert "| a | 2 | 40 | 3.00 | 13.3 | 2.00 | 2.00 | 1.00 |" in text and "meets the aim" in text
+    assert "| a | 2 | 40 | 2 (5%) | 3.00 | 13.3 | 2.00 | 2.00 | 1.00 |" in text and "meets the aim" in text
+
+
+def test_an_example_counts_as_from_the_large_end_past_1024_elements_3_rows_8_layers_or_4_steps():
+    from properties.case import Case
+    from properties.models import ModelSpec
+
+    small = Case(ModelSpec("mlp", 4, 4, hidden=4), (3, 1))
+    assert not audit_plugin.from_the_large_end({"case": small, "steps": 4})
+    assert audit_plugin.from_the_large_end({"case": small, "steps": 5})
+    assert audit_plugin.from_the_large_end({"case": Case(ModelSpec("linear", 32, 32), (1,))})
+    assert audit_plugin.from_the_large_end({"case": Case(ModelSpec("linear", 2, 2), (1, 4))})
+    assert audit_plugin.from_the_large_end({"case": Case(ModelSpec("deep", 1, 1, hidden=1, depth=9), (1,))})
 
 
 def test_reliability_prints_a_reproduce_command_per_failure():
