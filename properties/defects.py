@@ -9,7 +9,7 @@ the suite finds that is not here fails the run like any other counterexample.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from properties.versions import INSTALLED, Version, within
 
@@ -24,6 +24,7 @@ class Deviation:
     since: str
     fixed: Optional[str]
     link: str
+    applies: Optional[Callable[[object], bool]] = None
 
     def affects(self, version: Version = INSTALLED) -> bool:
         """Whether torch `version` has this deviation."""
@@ -39,6 +40,10 @@ class Deviation:
 
         return pytest.mark.xfail(self.affects(), reason=self.reason(), strict=True)
 
+    def hit(self, configuration: object, version: Version = INSTALLED) -> bool:
+        """Whether a drawn `configuration` is this deviation's and torch `version` has it."""
+        return self.applies is not None and self.affects(version) and self.applies(configuration)
+
 
 COMPILED_ADAM_FLOAT32_STEP = Deviation(
     name="compiled Adam bias correction in float32",
@@ -50,4 +55,53 @@ COMPILED_ADAM_FLOAT32_STEP = Deviation(
     link="https://github.com/pytorch/pytorch/pull/88173 (review thread on `step = step_t` in _single_tensor_adam)",
 )
 
-DEVIATIONS = (COMPILED_ADAM_FLOAT32_STEP,)
+
+def _static_graph_first_window_under_no_sync(case) -> bool:
+    """A DistributedCase whose DDP has static_graph=True and whose first iteration runs backward inside no_sync()."""
+    options = getattr(case, "options", None)
+    return options is not None and options.static_graph and not options.warmup and case.k >= 2
+
+
+DDP_STATIC_GRAPH_FIRST_NO_SYNC = Deviation(
+    name="DDP static_graph with no_sync() in the first iteration",
+    configuration="DistributedDataParallel(static_graph=True) whose first iteration accumulates under no_sync()",
+    behaviour="every rank raises RuntimeError: expect_autograd_hooks_ INTERNAL ASSERT FAILED at reducer.cpp "
+    "(after one synced iteration the same windows are right)",
+    since="1.11.0",
+    fixed=None,
+    link="https://github.com/pytorch/pytorch/issues/143580 (again: https://github.com/huggingface/accelerate/issues/3679)",
+    applies=_static_graph_first_window_under_no_sync,
+)
+
+
+def _static_graph_join_with_idle_rank(case) -> bool:
+    """static_graph under join() with a rank without micro-batches, in the first iteration or with find_unused_parameters."""
+    options = getattr(case, "options", None)
+    return (
+        options is not None
+        and options.static_graph
+        and options.join
+        and case.ranks_with_data < case.world_size
+        and (options.find_unused_parameters or not options.warmup)
+    )
+
+
+DDP_STATIC_GRAPH_JOIN_MISMATCH = Deviation(
+    name="DDP static_graph under join() mismatches collectives",
+    configuration="DistributedDataParallel(static_graph=True) in join() with a rank that has run out of inputs, "
+    "in the first iteration or with find_unused_parameters=True",
+    behaviour="the joined rank's shadow collectives do not match the others': gloo aborts the ranks (received data "
+    "size doesn't match) or every rank blocks until the timeout (after one synced iteration and without "
+    "find_unused_parameters the same windows are right)",
+    since="1.11.0",
+    fixed=None,
+    link="found by this suite (torch 2.13.0 CPU gloo); no upstream report found",
+    applies=_static_graph_join_with_idle_rank,
+)
+
+DEVIATIONS = (COMPILED_ADAM_FLOAT32_STEP, DDP_STATIC_GRAPH_FIRST_NO_SYNC, DDP_STATIC_GRAPH_JOIN_MISMATCH)
+
+
+def registered(configuration: object, version: Version = INSTALLED) -> tuple[Deviation, ...]:
+    """The registered deviations a drawn configuration hits on torch `version` (a drawn property avoids them)."""
+    return tuple(deviation for deviation in DEVIATIONS if deviation.hit(configuration, version))

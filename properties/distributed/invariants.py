@@ -8,15 +8,18 @@ micro-batch sizes differ between micro-batches and between ranks.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import strategies as st
 
-from properties import bounds
+from properties import bounds, defects
 from properties import grads as G
 from properties.compare import (
     EXACT,
     assert_grads_close,
     assert_tensor_close,
 )
+from properties.distributed import options as O
 from properties.distributed.cases import DistributedCase
 from properties.distributed.pool import RankPool
 from properties.distributed.single_process import (
@@ -26,7 +29,7 @@ from properties.distributed.single_process import (
     local_terms,
     step_tolerances,
 )
-from properties.distributed.strategies import distributed_cases
+from properties.distributed.strategies import ddp_option_cases, ddp_options, distributed_cases
 from properties.distributed.window import LOOPS
 
 WORLD_SIZES = (2, 3)
@@ -42,10 +45,38 @@ ANY_WINDOWS = window_cases()
 SPLIT_WINDOWS = window_cases(min_k=2)
 
 
+def option_cases(world_size=ANY_WORLD_SIZE, *, min_k: int = 1):
+    """Windows under drawn DDP options; a configuration that hits a registered defect is left to that defect's strict xfail."""
+    return ddp_option_cases(world_size=world_size, k=st.integers(min_k, 3)).filter(lambda case: not defects.registered(case))
+
+
+def static_graph_first_no_sync_cases(world_size=ANY_WORLD_SIZE):
+    """Windows of k ≥ 2 as the first iteration of a static_graph DDP, the other options drawn (defects.DDP_STATIC_GRAPH_FIRST_NO_SYNC)."""
+
+    def options(micro_batches: int, *, join: bool):
+        return ddp_options(micro_batches, join=join).map(lambda o: replace(o, static_graph=True, warmup=False, extra_in=()))
+
+    return ddp_option_cases(world_size=world_size, k=st.integers(2, 3), join=False, options=options)
+
+
+def static_graph_join_cases(world_size=ANY_WORLD_SIZE):
+    """One micro-batch per rank with data, a static_graph DDP in join() with idle ranks (defects.DDP_STATIC_GRAPH_JOIN_MISMATCH)."""
+
+    def options(micro_batches: int, *, join: bool):
+        drawn = ddp_options(micro_batches, join=True).map(lambda o: replace(o, static_graph=True, extra_in=()))
+        return drawn.filter(lambda o: o.find_unused_parameters or not o.warmup)
+
+    return ddp_option_cases(world_size=world_size, k=1, join=True, idle=True, options=options)
+
+
+ANY_OPTIONS = option_cases()
+SPLIT_OPTIONS = option_cases(min_k=2)
+
+
 def check_window_gives_full_batch_gradient(pool: RankPool, case: DistributedCase, loop: str = "global-mean") -> None:
     """After the window every rank's .grad = ∇L, the single-process gradient of the mean loss over all N rows."""
     __tracebackhide__ = True
-    records = pool.run(case, loop=loop)
+    records = pool.run(case, loop=loop)[: case.ranks_with_data]
     expected, tolerance = full_batch_gradient(case), gradient_tolerances(case)
     for record in records:
         assert_grads_close(
@@ -60,8 +91,8 @@ def check_window_gives_full_batch_gradient(pool: RankPool, case: DistributedCase
 def check_one_allreduce_per_window(pool: RankPool, case: DistributedCase, loop: str = "global-mean") -> None:
     """No all-reduce inside no_sync(); the synced backward all-reduces each bucket once, covering each parameter once."""
     __tracebackhide__ = True
-    records = pool.run(case, loop=loop)
-    trainable = sorted(name for name, _ in G.trainable(case.case.build_model()))
+    records = pool.run(case, loop=loop)[: case.ranks_with_data]
+    trainable = sorted(name for name, _ in G.trainable(O.build(case.case, case.options)))
     for record in records:
         where = f"rank {record.rank}, {LOOPS[loop]}; case: {case}"
         for call, syncs in enumerate(record.syncs[:-1], start=1):
@@ -81,17 +112,22 @@ def check_one_allreduce_per_window(pool: RankPool, case: DistributedCase, loop: 
             )
 
 
+def identical(a, b) -> bool:
+    """Both None, or equal tensors (a parameter no micro-batch has used yet holds .grad None)."""
+    return a is None and b is None or a is not None and b is not None and a.equal(b)
+
+
 def check_gradients_stay_local_inside_no_sync(pool: RankPool, case: DistributedCase) -> None:
     """Inside no_sync() rank r's .grad = Σ_{j<k} w_rj·∇L_rj, its own micro-batches only, so ranks differ."""
     __tracebackhide__ = True
     assert case.k >= 2, "needs at least one backward call inside no_sync()"
-    records = pool.run(case)
-    terms = [local_terms(case, rank, case.k - 1) for rank in range(case.world_size)]
+    records = pool.run(case)[: case.ranks_with_data]
+    terms = [local_terms(case, rank, case.k - 1) for rank in range(case.ranks_with_data)]
     expected = [G.combine(rank_terms) for rank_terms in terms]
     inside = [record.tensors("inside") for record in records]
-    for rank in range(1, case.world_size):
-        same = all(inside[0][name].equal(g) for name, g in inside[rank].items())
-        differ = any(not expected[0][name].equal(g) for name, g in expected[rank].items())
+    for rank in range(1, case.ranks_with_data):
+        same = all(identical(inside[0][name], g) for name, g in inside[rank].items())
+        differ = any(not identical(expected[0][name], g) for name, g in expected[rank].items())
         if same and differ:
             raise AssertionError(
                 f"ranks 0 and {rank} hold the same .grad inside no_sync() although their own accumulated "
@@ -110,7 +146,7 @@ def check_gradients_stay_local_inside_no_sync(pool: RankPool, case: DistributedC
 def check_step_matches_full_batch_step(pool: RankPool, case: DistributedCase) -> None:
     """After optimizer.step() every rank holds the same θ (bitwise), and it is θ − lr·∇L of one process."""
     __tracebackhide__ = True
-    records = pool.run(case)
+    records = pool.run(case)[: case.ranks_with_data]
     expected, tolerance = full_batch_step(case), step_tolerances(case)
     reference = records[0].tensors("params")
     for record in records[1:]:

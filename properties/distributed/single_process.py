@@ -7,28 +7,37 @@ import torch
 from properties import bounds
 from properties import grads as G
 from properties.compare import Tolerance, unit_roundoff
+from properties.distributed import options as O
 from properties.distributed.cases import DistributedCase
 
 
+def extra_rows(case: DistributedCase) -> torch.Tensor:
+    """A (N, 1) 0/1 column marking the rows of the micro-batches that use the parameter `extra`."""
+    marks = [float(j in case.options.extra_in) for j, m in enumerate(case.case.sizes) for _ in range(m)]
+    return torch.tensor(marks, dtype=case.case.dtype).unsqueeze(1)
+
+
 def full_batch_gradient(case: DistributedCase) -> G.GradMap:
-    """∇L with L = mean over all N rows (and outputs) of the squared error, in one process."""
-    model = case.case.build_model()
+    """∇L with L = mean over all N rows (and outputs) of the squared error, in one process (extra added where used)."""
+    model = O.build(case.case, case.options)
     x, y = case.case.full_batch()
-    return G.fresh_gradients(model, G.mse(model, x, y))
+    prediction = model(x, extra_rows(case)) if case.options.wrapped else model(x)
+    return G.fresh_gradients(model, torch.nn.functional.mse_loss(prediction, y))
 
 
 def local_terms(case: DistributedCase, rank: int, count: int) -> list[G.GradMap]:
     """w_rj·∇L_rj for rank r's first `count` micro-batches, in order: what its backward calls add to .grad."""
-    model = case.case.build_model()
-    return [
-        G.fresh_gradients(model, weight * G.mse(model, x, y))
-        for (x, y), weight in list(zip(case.rank_batches(rank), case.weights(rank)))[:count]
-    ]
+    model = O.build(case.case, case.options)
+    terms = []
+    for (x, y), weight, use in list(zip(case.rank_batches(rank), case.weights(rank), case.rank_uses_extra(rank)))[:count]:
+        prediction = model(x, use) if case.options.wrapped else model(x)
+        terms.append(G.fresh_gradients(model, weight * torch.nn.functional.mse_loss(prediction, y)))
+    return terms
 
 
 def full_batch_step(case: DistributedCase) -> dict[str, torch.Tensor]:
     """θ − lr·∇L: torch.optim.SGD's step on the full-batch gradient, in one process."""
-    model = case.case.build_model()
+    model = O.build(case.case, case.options)
     gradient = full_batch_gradient(case)
     for name, parameter in model.named_parameters():
         parameter.grad = gradient[name]
@@ -44,12 +53,29 @@ def gradient_tolerances(case: DistributedCase) -> dict[str, Tolerance]:
     """
     model = case.case.build_model()
     bound = bounds.window_bound(case.case.model, model, case.case.micro_batches(), case.case.dtype)
-    return bound.tolerances(bounds.accumulation_roundings(case.k) + case.world_size + 2)
+    extra = bounds.accumulation_roundings(case.k) + case.world_size + 2
+    if not case.options.wrapped:
+        return bound.tolerances(extra)
+    tolerances = {f"model.{name}": tolerance for name, tolerance in bound.tolerances(extra).items()}
+    if case.options.extra_in:
+        tolerances["extra"] = extra_bound(case, model).tolerance("extra", extra)
+    return tolerances
+
+
+def extra_bound(case: DistributedCase, model: torch.nn.Module) -> bounds.Bound:
+    """∂L/∂extra = Σ over the rows that use it of ∂L/∂ŷ: the replayed ∂L/∂ŷ (extra = 0 leaves ŷ = model(x)), summed over N rows."""
+    replay = bounds.Replay(case.case.dtype)
+    x, y = case.case.full_batch()
+    prediction, _ = bounds.model_outputs(case.case.model, model, x, replay)
+    delta = replay.mse_delta(prediction, replay.exact(y), y.numel())
+    mask = extra_rows(case).to(torch.float64)
+    used = replay.total(bounds.Mag(delta.value * mask, delta.size * mask, delta.depth), 0)
+    return bounds.Bound({"extra": used.size}, {"extra": used.depth}, case.case.dtype)
 
 
 def step_tolerances(case: DistributedCase) -> dict[str, Tolerance]:
     """θ − lr·g: lr times the gradient's bound, plus one rounding of the subtraction (2u·max|θ|)."""
-    model = case.case.build_model()
+    model = O.build(case.case, case.options)
     u = unit_roundoff(case.case.dtype)
     result = {}
     for name, tolerance in gradient_tolerances(case).items():

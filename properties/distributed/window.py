@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -11,11 +12,9 @@ import numpy as np
 import torch
 
 from properties import grads as G
+from properties.distributed import options as O
 from properties.distributed.cases import DistributedCase
 
-# Large enough that the drawn models fit in one DDP bucket; the all-reduce count does not rely on it: it
-# expects each bucket the synced backward reports once, together holding every trainable parameter once.
-BUCKET_CAP_MB = 1024.0
 LOOPS = {
     "global-mean": "loss of micro-batch j weighted by W·m_rj/N, forward and backward inside no_sync()",
     "loss-over-k": "loss of micro-batch j divided by k (the mean of micro-batch means), whatever the sizes",
@@ -73,15 +72,24 @@ def misbehave(fault: Fault | None, rank: int) -> None:
 
 
 def run_window(case: DistributedCase, rank: int, group, *, loop: str = "global-mean", fault: Fault | None = None) -> WindowRecord:
-    """DDP over `group`: k − 1 weighted backward calls inside no_sync(), one synchronised, then optimizer.step()."""
+    """DDP over `group`: k − 1 weighted backward calls inside no_sync(), one synchronised, then optimizer.step().
+
+    With case.options: DDP's own arguments, a synced warm-up backward (then zero_grad) before the
+    window, join() around the window (a rank without micro-batches joins at once and shadows the
+    others), and the parameter `extra` used only in the micro-batches options.extra_in names.
+    """
     from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
     from torch.nn.parallel import DistributedDataParallel
 
     if loop not in LOOPS:
         raise ValueError(f"unknown loop {loop!r}; expected one of {sorted(LOOPS)}")
-    model = case.case.build_model()
+    options = case.options
+    model = O.build(case.case, options)
     names = {p.data_ptr(): name for name, p in model.named_parameters()}
-    ddp = DistributedDataParallel(model, process_group=group, bucket_cap_mb=BUCKET_CAP_MB)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch ≥ 2.13 deprecates broadcast_buffers; it still works
+        warnings.simplefilter("ignore", UserWarning)  # static_graph with find_unused_parameters: DDP says the flag is redundant
+        ddp = DistributedDataParallel(model, process_group=group, **options.kwargs())
     calls: list[tuple[int, tuple[str, ...]]] = []
 
     def counting_allreduce(state, bucket):
@@ -90,27 +98,40 @@ def run_window(case: DistributedCase, rank: int, group, *, loop: str = "global-m
 
     ddp.register_comm_hook(None, counting_allreduce)
     optimizer = torch.optim.SGD(ddp.parameters(), lr=case.lr)
-    batches = case.rank_batches(rank)
-    weights = case.weights(rank) if loop != "loss-over-k" else (1 / case.k,) * case.k
+    batches, uses = case.rank_batches(rank), case.rank_uses_extra(rank)
+    k = len(batches)
+    weights = case.weights(rank) if loop != "loss-over-k" else (1 / k,) * k
     syncs: list[Syncs] = []
 
+    def forward(index: int) -> torch.Tensor:
+        x = batches[index][0]
+        return ddp(x, uses[index]) if options.wrapped else ddp(x)
+
     def backward(index: int, window) -> None:
-        x, y = batches[index]
+        y = batches[index][1]
         if loop == "forward-outside-no-sync":
-            prediction = ddp(x)
+            prediction = forward(index)
             with window():
                 (weights[index] * torch.nn.functional.mse_loss(prediction, y)).backward()
         else:
             with window():
-                (weights[index] * torch.nn.functional.mse_loss(ddp(x), y)).backward()
+                (weights[index] * torch.nn.functional.mse_loss(forward(index), y)).backward()
         syncs.append(tuple(calls))
         calls.clear()
 
-    for index in range(case.k - 1):
-        backward(index, ddp.no_sync)
-    inside = to_numpy(G.grads(model)) if case.k > 1 else None
-    misbehave(fault, rank)
-    backward(case.k - 1, nullcontext)
+    if options.warmup:
+        x, y = batches[0] if k else case.case.micro_batches()[0]
+        torch.nn.functional.mse_loss(ddp(x, bool(uses and uses[0])) if options.wrapped else ddp(x), y).backward()
+        optimizer.zero_grad()
+        calls.clear()
+    inside = None
+    with ddp.join() if options.join else nullcontext():
+        for index in range(k - 1):
+            backward(index, ddp.no_sync)
+        inside = to_numpy(G.grads(model)) if k > 1 else None
+        misbehave(fault, rank)
+        if k:
+            backward(k - 1, nullcontext)
     synced = to_numpy(G.grads(model))
     optimizer.step()
     params = {name: p.detach().numpy().copy() for name, p in model.named_parameters()}

@@ -1,4 +1,4 @@
-"""Broken DDP: no_sync() that does nothing or never re-enables sync, an all-reduce that sums instead of averaging.
+"""Broken DDP: no_sync() that does nothing or never re-enables sync, an all-reduce that sums, a bucket never all-reduced.
 
 Rank processes are separate interpreters, so a patch in the test process does not reach them
 by itself: each patch is marked with its mutant's name, `active()` reads the marks in this
@@ -22,7 +22,11 @@ def _targets() -> dict:
     from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
     from torch.nn.parallel import DistributedDataParallel
 
-    return {"no_sync": (DistributedDataParallel, "no_sync"), "allreduce_hook": (default_hooks, "allreduce_hook")}
+    return {
+        "no_sync": (DistributedDataParallel, "no_sync"),
+        "allreduce_hook": (default_hooks, "allreduce_hook"),
+        "register_comm_hook": (DistributedDataParallel, "register_comm_hook"),
+    }
 
 
 def _install(monkeypatch: pytest.MonkeyPatch, target: str, name: str, replacement) -> None:
@@ -49,6 +53,26 @@ def _summing_allreduce_hook(process_group, bucket):
     return work.get_future().then(lambda future: future.value()[0])
 
 
+def _skipping_first_bucket(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """register_comm_hook that registers a hook leaving bucket 0 as the rank's own sum: never all-reduced."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    original = DistributedDataParallel.register_comm_hook
+
+    def register_comm_hook(self, state, hook):
+        def skipping(state, bucket):
+            if bucket.index() == 0:
+                future = torch.futures.Future()
+                future.set_result(bucket.buffer())
+                return future
+            return hook(state, bucket)
+
+        return original(self, state, skipping)
+
+    _install(monkeypatch, "register_comm_hook", name, register_comm_hook)
+
+
 NO_SYNC_DOES_NOTHING = Mutant(
     "ddp-no-sync-does-nothing",
     "DistributedDataParallel.no_sync() is a null context: every backward all-reduces",
@@ -65,7 +89,13 @@ ALLREDUCE_SUMS = Mutant(
     lambda mp: _install(mp, "allreduce_hook", "ddp-allreduce-sums", _summing_allreduce_hook),
 )
 
-MUTANTS = (NO_SYNC_DOES_NOTHING, NO_SYNC_NEVER_RESTORES, ALLREDUCE_SUMS)
+SKIPS_A_BUCKET = Mutant(
+    "ddp-skips-a-bucket",
+    "DDP never all-reduces its bucket 0: those parameters keep each rank's own accumulated gradient",
+    lambda mp: _skipping_first_bucket(mp, "ddp-skips-a-bucket"),
+)
+
+MUTANTS = (NO_SYNC_DOES_NOTHING, NO_SYNC_NEVER_RESTORES, ALLREDUCE_SUMS, SKIPS_A_BUCKET)
 BY_NAME = {mutant.name: mutant for mutant in MUTANTS}
 
 

@@ -282,6 +282,58 @@ def render_behaviours(results: Sequence[VersionResult]) -> list[str]:
     return lines
 
 
+DEVIATION = re.compile(r"known deviation '([^']+)'")
+XPASS_STRICT = "[XPASS(strict)]"
+
+
+def deviation_tests(results: Sequence[VersionResult]) -> dict[str, list[str]]:
+    """Registered deviation name → the tests that ran as its strict xfail (read from the reasons in any version)."""
+    found: dict[str, list[str]] = {}
+    for result in results:
+        for key, outcome in result.outcomes.items():
+            match = DEVIATION.search(outcome.message)
+            if match and outcome.status in ("xfailed", "failed"):
+                tests = found.setdefault(match.group(1), [])
+                if key not in tests:
+                    tests.append(key)
+    return found
+
+
+def defect_cell(outcome: Optional[Outcome]) -> str:
+    """A known deviation's test in one version: xfail = affected, XPASS = fixed, pass = not affected per the table."""
+    if outcome is None:
+        return "—"
+    if outcome.status == "xfailed":
+        return "xfail (affected)"
+    if outcome.status == "failed" and outcome.message.startswith(XPASS_STRICT):
+        return "**XPASS** (fixed: update properties/defects.py)"
+    if outcome.status == "passed":
+        return "pass (not affected, as the table says)"
+    return cell(outcome)
+
+
+def render_defects(results: Sequence[VersionResult]) -> list[str]:
+    """Each registered torch or framework deviation's strict-xfail tests, per version."""
+    versions = [r.version for r in results]
+    lines = ["## Known deviations per version", ""]
+    found = deviation_tests(results)
+    if not found:
+        return lines + ["No test ran as a registered deviation's strict xfail in these versions.", ""]
+    lines += [
+        "Each test that runs as a strict xfail of a registered deviation (`properties/defects.py`, "
+        "`properties/frameworks/deviations.py`): xfail = the version is affected; **XPASS** = the behaviour "
+        "is fixed there and the table should say so; pass = the table says the version is not affected.",
+        "",
+        "| deviation | test | " + " | ".join(f"torch {v}" for v in versions) + " |",
+        "|---|---|" + "---|" * len(versions),
+    ]
+    for name, tests in found.items():
+        for key in tests:
+            cells = " | ".join(defect_cell(r.outcomes.get(key)) for r in results)
+            lines.append(f"| {name} | `{key.split('::')[-1]}` | {cells} |")
+    return lines + [""]
+
+
 ROUNDING_LIMIT = 64  # differences up to 64 u·max|g| are rounding; more is a finding
 
 
@@ -376,6 +428,7 @@ def render(results: Sequence[VersionResult], *, command: str, context: Mapping[s
     lines += [""]
 
     lines += render_behaviours(results)
+    lines += render_defects(results)
     lines += render_fingerprint(results)
 
     every = sorted({k for r in results for k in r.outcomes})

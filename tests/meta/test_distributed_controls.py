@@ -2,6 +2,7 @@
 
 import pytest
 
+from properties import defects
 from properties.distributed import invariants, unavailable_reason
 from properties.meta import assert_rejects
 from properties.mutants import distributed as distributed_mutants
@@ -84,3 +85,48 @@ def test_the_step_property_rejects_an_allreduce_that_sums_or_never_happens(rank_
     )
     expected = "vs rank 0" if mutant is distributed_mutants.NO_SYNC_NEVER_RESTORES else "expected θ − lr·∇L"
     assert expected in message, message
+
+
+def test_the_allreduce_count_under_drawn_options_rejects_a_ddp_that_skips_a_bucket(rank_pool, monkeypatch):
+    distributed_mutants.SKIPS_A_BUCKET.apply(monkeypatch)
+    _, message = assert_rejects(
+        lambda case: invariants.check_one_allreduce_per_window(rank_pool, case), case=invariants.SPLIT_OPTIONS
+    )
+    assert "expected one all-reduce per bucket" in message, message
+
+
+def test_the_full_batch_property_under_drawn_options_rejects_a_ddp_that_skips_a_bucket(rank_pool, monkeypatch):
+    distributed_mutants.SKIPS_A_BUCKET.apply(monkeypatch)
+    _, message = assert_rejects(
+        lambda case: invariants.check_window_gives_full_batch_gradient(rank_pool, case), case=invariants.ANY_OPTIONS
+    )
+    assert "rank" in message and ".grad after the window" in message, message
+
+
+def test_the_step_property_under_drawn_options_rejects_a_ddp_that_skips_a_bucket(rank_pool, monkeypatch):
+    distributed_mutants.SKIPS_A_BUCKET.apply(monkeypatch)
+    assert_rejects(lambda case: invariants.check_step_matches_full_batch_step(rank_pool, case), case=invariants.ANY_OPTIONS)
+
+
+@pytest.mark.parametrize(
+    "mutant", [distributed_mutants.NO_SYNC_DOES_NOTHING, distributed_mutants.ALLREDUCE_SUMS], ids=lambda m: m.name
+)
+def test_the_drawn_options_properties_reject_a_no_sync_that_syncs_or_an_allreduce_that_sums(rank_pool, monkeypatch, mutant):
+    mutant.apply(monkeypatch)
+    check = (
+        invariants.check_gradients_stay_local_inside_no_sync
+        if mutant is distributed_mutants.NO_SYNC_DOES_NOTHING
+        else invariants.check_window_gives_full_batch_gradient
+    )
+    assert_rejects(lambda case: check(rank_pool, case), case=invariants.SPLIT_OPTIONS)
+
+
+def test_the_drawn_options_leave_every_registered_defect_to_its_strict_xfail():
+    from hypothesis import given, settings
+
+    @settings(max_examples=200, database=None, deadline=None)
+    @given(case=invariants.ANY_OPTIONS)
+    def drawn(case):
+        assert not defects.registered(case), case
+
+    drawn()

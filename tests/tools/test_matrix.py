@@ -197,3 +197,18 @@ def test_the_version_the_running_python_has_runs_there_without_an_environment():
     assert matrix.running_environment("1.0.0", options) is None
     assert matrix.running_environment(version, matrix.parse_args([version, "--no-running-python"])[1]) is None
     assert matrix.running_environment(version, matrix.parse_args([version, "--reinstall"])[1]) is None
+
+
+def test_each_known_deviation_shows_per_version_whether_it_is_affected_fixed_or_not_affected():
+    reason = "known deviation 'DDP static_graph with no_sync() in the first iteration' (…): crash — https://x"
+    key = "tests/test_distributed_options.py::test_static"
+    results = [
+        result("1.13.1", {key: matrix.Outcome("passed")}, sets_none=False),
+        result("2.13.0", {key: matrix.Outcome("xfailed", reason)}, sets_none=True),
+        result("2.14.1", {key: matrix.Outcome("failed", f"[XPASS(strict)] {reason}")}, sets_none=True),
+    ]
+    report = matrix.render(results, command="python -m properties.matrix", context={})
+    section = report.split("## Known deviations per version")[1].split("\n## ")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| DDP static_graph"))
+    assert "pass (not affected" in row and "xfail (affected)" in row and "**XPASS** (fixed" in row, section
+    assert row.index("pass (not") < row.index("xfail (affected)") < row.index("**XPASS**"), row
