@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, reject
-from hypothesis.errors import Unsatisfiable
+from hypothesis import Phase, find, given, reject, settings
+from hypothesis.errors import NoSuchExample, Unsatisfiable
 
 from properties.recipes.checks import BY_NAME
 from properties.recipes.contract import check_contract
@@ -21,6 +21,9 @@ def holds(name: str, recipe, options, config) -> None:
     prop = BY_NAME[name]
     if not prop.applies(options):
         pytest.skip(f"{prop.sentence}: only with --recipe-{prop.needs}")
+
+    if name != "runs" and raises_on_every_example(recipe, options):
+        pytest.skip(f"{prop.sentence}: the recipe raised on every example (see test_the_recipe_runs_without_raising)")
 
     @search_settings(options)
     @given(example=recipe_cases(options))
@@ -40,6 +43,16 @@ def holds(name: str, recipe, options, config) -> None:
     if message:
         command = f"pytest {' '.join(config.invocation_params.args)}"
         pytest.fail(f"{message}\n  reproduce: `{command}` draws the same examples again (derandomized)", pytrace=False)
+
+
+def raises_on_every_example(recipe, options) -> bool:
+    """Whether the recipe raises on each of the first max_examples drawn examples (found without waiting out Hypothesis' rejections)."""
+    probe = settings(search_settings(options), phases=(Phase.generate,))
+    try:
+        find(recipe_cases(options), lambda example: Observation(recipe, example).run.error is None, settings=probe)
+    except NoSuchExample:
+        return True
+    return False
 
 
 def failure(function, *args) -> str | None:

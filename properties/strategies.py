@@ -169,7 +169,8 @@ def model_specs(
 
     Most models have at most `max_features` features per layer; about one in LARGE_SHARE is wide
     (up to `large_features` per layer, so a Linear reaches 256×128 = 32,768 weights, the parallel
-    grain size; conv channels and filters up to large_features/4) or deep (9 to 24 layers: 18 to 48 tensors with biases). Parameters are
+    grain size; conv channels and filters up to large_features/4); a deep MLP has 9 to 24 layers (18 to 48 tensors
+    with biases) in half of the draws and in every large one, else 3 or 4. Parameters are
     stored in the first of `layouts` the model admits in two examples of three, else in another of them.
     With `frozen=True`, a non-empty proper subset of the parameters is frozen (kinds with one
     parameter are then built with a bias so that there is something to freeze).
@@ -216,7 +217,8 @@ def _model_specs(draw, kinds, max_features, large_features, activations, bias, s
         features = draw(width)
         spec = ModelSpec("tied", features, features, activation=activation, bias=has_bias)
     elif kind == "deep":
-        depth = draw(st.integers(9, 24) if big else st.integers(3, 4))
+        long_list = big or draw(st.booleans())  # long parameter lists are where list-chunking kernels change path
+        depth = draw(st.integers(9, 24) if long_list else st.integers(3, 4))
         narrow = st.integers(1, max(small, widest // 4))
         spec = ModelSpec(
             "deep", draw(narrow), draw(narrow), hidden=draw(narrow), depth=depth, activation=activation, bias=has_bias
