@@ -65,6 +65,25 @@ def pytest_runtest_makereport(item, call):
         report.sections.append(("reproduce", command + "\n(or the @seed / @reproduce_failure line above)"))
 
 
+SLOW_FIRST = (
+    "tests/test_recipe_plugin.py",
+    "tests/test_compiled.py",
+    "tests/meta/test_distributed_controls.py",
+    "tests/meta/test_reach_controls.py",
+    "tests/meta/test_framework_controls.py",
+    "tests/test_frameworks.py",
+    "tests/test_distributed",
+)
+"""Modules whose tests take seconds each (subprocesses, compilation, rank pools, frameworks): started first, so that
+pytest-xdist's workers do not finish the quick tests and then wait on one long test at the end."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first under pytest-xdist: the slow modules' tests move to the front, in their own order."""
+    if getattr(config.option, "numprocesses", None):
+        items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))
+
+
 @pytest.fixture(autouse=True)
 def hermetic_torch_state():
     """Fail any test that leaves torch's global state changed (and restore it for the next test)."""
