@@ -1,4 +1,4 @@
-"""DDP accumulation on real gloo process groups: rank processes started once, fed examples, checked against one process."""
+"""DDP and FSDP2 accumulation on real gloo process groups: rank processes started once, fed examples, checked against one process."""
 
 from __future__ import annotations
 

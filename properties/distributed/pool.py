@@ -19,6 +19,7 @@ from datetime import timedelta
 from multiprocessing import connection
 
 from properties.distributed.cases import DistributedCase
+from properties.distributed.fsdp import FSDPCase, FSDPRecord
 from properties.distributed.window import Fault, WindowRecord
 
 PRELOAD = ["properties.distributed.worker"]
@@ -99,14 +100,14 @@ class RankPool:
 
     def run(
         self,
-        case: DistributedCase,
+        case: DistributedCase | FSDPCase,
         *,
         loop: str = "global-mean",
         mutants: Sequence[str] | None = None,
         fault: Fault | None = None,
         timeout: float | None = None,
-    ) -> list[WindowRecord]:
-        """Run `case` on ranks 0…W−1; `mutants` None forwards the distributed mutants active in this process."""
+    ) -> list[WindowRecord] | list[FSDPRecord]:
+        """Run `case` (DDP, or FSDP2 for an FSDPCase) on ranks 0…W−1; `mutants` None forwards the distributed mutants active here."""
         from properties.distributed.worker import Job
         from properties.mutants.distributed import active
 

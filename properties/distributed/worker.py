@@ -17,14 +17,15 @@ import torch.nn.parallel
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks  # noqa: F401
 
 from properties.distributed.cases import DistributedCase
+from properties.distributed.fsdp import FSDPCase, run_fsdp_window
 from properties.distributed.window import Fault, run_window
 from properties.mutants.distributed import apply_named
 
 HOST = "127.0.0.1"
 ORPHANED = 70
-# Imported lazily by DDP's constructor and by the meta device's to_empty (torch ≥ 2.0): importing them
+# Imported lazily by DDP's constructor, the meta device's to_empty (torch ≥ 2.0) and FSDP2: importing them
 # here lets the forkserver pay for them once instead of every rank on its first example.
-WARM_IMPORTS = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes")
+WARM_IMPORTS = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes", "torch.distributed.fsdp", "torch.distributed.tensor")
 for _name in WARM_IMPORTS:
     try:
         importlib.import_module(_name)
@@ -37,7 +38,7 @@ class Job:
     """One example for every rank of a W-rank group: the case, the loop to run, mutants to apply, a fault to inject."""
 
     id: int
-    case: DistributedCase
+    case: DistributedCase | FSDPCase
     loop: str = "global-mean"
     mutants: tuple[str, ...] = ()
     fault: Fault | None = None
@@ -67,11 +68,15 @@ def join(rank: int, world_size: int, port: int, timeout_s: float) -> dict[int, o
 
 
 def answer(job: Job, rank: int, groups: dict[int, object]) -> tuple:
-    """("ok", id, WindowRecord), or ("error", id, traceback) when the window raised."""
+    """("ok", id, WindowRecord or FSDPRecord), or ("error", id, traceback) when the window raised."""
     try:
         with pytest.MonkeyPatch.context() as monkeypatch:
             apply_named(job.mutants, monkeypatch)
-            record = run_window(job.case, rank, groups[job.case.world_size], loop=job.loop, fault=job.fault)
+            group = groups[job.case.world_size]
+            if isinstance(job.case, FSDPCase):
+                record = run_fsdp_window(job.case, rank, group)
+            else:
+                record = run_window(job.case, rank, group, loop=job.loop, fault=job.fault)
         return ("ok", job.id, record)
     except Exception:
         return ("error", job.id, traceback.format_exc())

@@ -1,4 +1,4 @@
-"""Broken DDP: no_sync() that does nothing or never re-enables sync, an all-reduce that sums, a bucket never all-reduced.
+"""Broken DDP and FSDP2: gradient sync that stays on or never comes back, a reduction that sums, a bucket never all-reduced.
 
 Rank processes are separate interpreters, so a patch in the test process does not reach them
 by itself: each patch is marked with its mutant's name, `active()` reads the marks in this
@@ -29,8 +29,33 @@ def _targets() -> dict:
     }
 
 
+def _fsdp_targets() -> dict:
+    """Where the FSDP2 mutants patch: FSDPModule.set_requires_gradient_sync and FSDP2's gradient divide factors."""
+    import importlib
+
+    from torch.distributed.fsdp import FSDPModule
+
+    collectives = importlib.import_module("torch.distributed.fsdp._fully_shard._fsdp_collectives")
+    param_group = importlib.import_module("torch.distributed.fsdp._fully_shard._fsdp_param_group")
+    return {
+        "set_requires_gradient_sync": (FSDPModule, "set_requires_gradient_sync"),
+        "divide_factors": (collectives, "_get_gradient_divide_factors"),
+        "pre_backward": (param_group.FSDPParamGroup, "pre_backward"),
+    }
+
+
+def _all_targets() -> dict:
+    """DDP's targets, and FSDP2's where this torch has them."""
+    targets = _targets()
+    try:
+        targets.update(_fsdp_targets())
+    except (ImportError, AttributeError, RuntimeError):
+        pass
+    return targets
+
+
 def _install(monkeypatch: pytest.MonkeyPatch, target: str, name: str, replacement) -> None:
-    owner, attribute = _targets()[target]
+    owner, attribute = _all_targets()[target]
     setattr(replacement, MARK, name)
     monkeypatch.setattr(owner, attribute, replacement)
 
@@ -73,6 +98,59 @@ def _skipping_first_bucket(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     _install(monkeypatch, "register_comm_hook", name, register_comm_hook)
 
 
+def _sync_flag_ignored(self, requires_gradient_sync: bool, *, recurse: bool = True) -> None:
+    return None
+
+
+def _fsdp_gradient_sync_never_returns(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """set_requires_gradient_sync(True) turns sync off like False: no unit ever reduces its gradients."""
+    from torch.distributed.fsdp import FSDPModule
+
+    original = FSDPModule.set_requires_gradient_sync
+
+    def set_requires_gradient_sync(self, requires_gradient_sync: bool, *, recurse: bool = True) -> None:
+        original(self, False, recurse=recurse)
+
+    _install(monkeypatch, "set_requires_gradient_sync", name, set_requires_gradient_sync)
+
+
+def _fsdp_summing(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """FSDP2's divide factors computed for a divisor of 1: the reduce-scatter sums the W ranks' gradients."""
+    import importlib
+
+    collectives = importlib.import_module("torch.distributed.fsdp._fully_shard._fsdp_collectives")
+    original = collectives._get_gradient_divide_factors
+
+    def divide_factors(reduce_scatter_group, all_reduce_group, reduce_dtype, device_type="", factor=None, *args, **kwargs):
+        return original(reduce_scatter_group, all_reduce_group, reduce_dtype, device_type, 1.0, *args, **kwargs)
+
+    _install(monkeypatch, "divide_factors", name, divide_factors)
+
+
+def _fsdp_backward_gathers_own_shard(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A unit resharded after forward gets back, for backward, only its own rows: the other ranks' rows are zeros."""
+    import importlib
+
+    import torch
+
+    param_group = importlib.import_module("torch.distributed.fsdp._fully_shard._fsdp_param_group")
+    original = param_group.FSDPParamGroup.pre_backward
+
+    def pre_backward(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if not self._reshard_after_forward:
+            return
+        rank, size = self.mesh_info.shard_mesh_rank, self.mesh_info.shard_mesh_size
+        with torch.no_grad():
+            for fsdp_param in self.fsdp_params:
+                data = fsdp_param.unsharded_param.data  # .data: the saved tensors' version counters stay as they are
+                rows = -(-data.shape[0] // size)
+                data[: rank * rows].zero_()
+                data[(rank + 1) * rows :].zero_()
+
+    _install(monkeypatch, "pre_backward", name, pre_backward)
+
+
 NO_SYNC_DOES_NOTHING = Mutant(
     "ddp-no-sync-does-nothing",
     "DistributedDataParallel.no_sync() is a null context: every backward all-reduces",
@@ -95,14 +173,44 @@ SKIPS_A_BUCKET = Mutant(
     lambda mp: _skipping_first_bucket(mp, "ddp-skips-a-bucket"),
 )
 
-MUTANTS = (NO_SYNC_DOES_NOTHING, NO_SYNC_NEVER_RESTORES, ALLREDUCE_SUMS, SKIPS_A_BUCKET)
+FSDP_SYNC_FLAG_IGNORED = Mutant(
+    "fsdp-sync-flag-ignored",
+    "FSDPModule.set_requires_gradient_sync() does nothing: FSDP2 reduce-scatters after every backward of the window",
+    lambda mp: _install(mp, "set_requires_gradient_sync", "fsdp-sync-flag-ignored", _sync_flag_ignored),
+)
+FSDP_NEVER_REDUCE_SCATTERS = Mutant(
+    "fsdp-never-reduce-scatters",
+    "FSDPModule.set_requires_gradient_sync(True) turns sync off: FSDP2 never reduce-scatters a gradient",
+    lambda mp: _fsdp_gradient_sync_never_returns(mp, "fsdp-never-reduce-scatters"),
+)
+FSDP_REDUCE_SCATTER_SUMS = Mutant(
+    "fsdp-reduce-scatter-sums",
+    "FSDP2 divides the reduce-scattered gradients by 1 instead of W: it sums over ranks instead of averaging",
+    lambda mp: _fsdp_summing(mp, "fsdp-reduce-scatter-sums"),
+)
+FSDP_BACKWARD_GATHERS_OWN_SHARD = Mutant(
+    "fsdp-backward-gathers-own-shard",
+    "FSDP2 re-gathers a unit resharded after forward with the other ranks' rows zeroed: backward sees a partial weight",
+    lambda mp: _fsdp_backward_gathers_own_shard(mp, "fsdp-backward-gathers-own-shard"),
+)
+
+MUTANTS = (
+    NO_SYNC_DOES_NOTHING,
+    NO_SYNC_NEVER_RESTORES,
+    ALLREDUCE_SUMS,
+    SKIPS_A_BUCKET,
+    FSDP_SYNC_FLAG_IGNORED,
+    FSDP_NEVER_REDUCE_SCATTERS,
+    FSDP_REDUCE_SCATTER_SUMS,
+    FSDP_BACKWARD_GATHERS_OWN_SHARD,
+)
 BY_NAME = {mutant.name: mutant for mutant in MUTANTS}
 
 
 def active() -> tuple[str, ...]:
     """Names of the mutants of this module installed in this process right now (empty without torch.distributed)."""
     try:
-        targets = _targets()
+        targets = _all_targets()
     except (ImportError, RuntimeError):
         return ()
     marks = {getattr(getattr(owner, attribute), MARK, None) for owner, attribute in targets.values()}

@@ -1,9 +1,10 @@
-"""Negative controls: each DDP property rejects a DDP broken, inside the rank processes, in the way it guards against."""
+"""Negative controls: each DDP and FSDP2 property rejects one broken, inside the rank processes, in the way it guards against."""
 
 import pytest
 
 from properties import defects
-from properties.distributed import invariants, unavailable_reason
+from properties.distributed import fsdp_invariants, invariants, unavailable_reason
+from properties.distributed.fsdp import unavailable_reason as fsdp_unavailable_reason
 from properties.meta import assert_rejects
 from properties.mutants import distributed as distributed_mutants
 
@@ -130,3 +131,67 @@ def test_the_drawn_options_leave_every_registered_defect_to_its_strict_xfail():
         assert not defects.registered(case), case
 
     drawn()
+
+
+fsdp = pytest.mark.skipif(fsdp_unavailable_reason() is not None, reason=str(fsdp_unavailable_reason()))
+
+
+@fsdp
+def test_an_fsdp2_mutant_applied_here_is_forwarded_to_the_ranks_by_name(monkeypatch):
+    distributed_mutants.FSDP_SYNC_FLAG_IGNORED.apply(monkeypatch)
+    distributed_mutants.FSDP_REDUCE_SCATTER_SUMS.apply(monkeypatch)
+    assert distributed_mutants.active() == ("fsdp-reduce-scatter-sums", "fsdp-sync-flag-ignored")
+
+
+@fsdp
+@pytest.mark.parametrize(
+    "mutant", [distributed_mutants.FSDP_SYNC_FLAG_IGNORED, distributed_mutants.FSDP_NEVER_REDUCE_SCATTERS], ids=lambda m: m.name
+)
+def test_the_reduce_scatter_count_rejects_an_fsdp2_that_syncs_inside_the_window_or_never(rank_pool, monkeypatch, mutant):
+    mutant.apply(monkeypatch)
+    _, message = assert_rejects(
+        lambda case: fsdp_invariants.check_one_reduce_scatter_per_unit_per_window(rank_pool, case),
+        case=fsdp_invariants.SPLIT_FSDP,
+    )
+    expected = (
+        "ran with set_requires_gradient_sync(False) yet reduced"
+        if mutant is distributed_mutants.FSDP_SYNC_FLAG_IGNORED
+        else "reduced 0 FSDP unit(s)"
+    )
+    assert expected in message, message
+
+
+@fsdp
+@pytest.mark.parametrize(
+    "mutant", [distributed_mutants.FSDP_REDUCE_SCATTER_SUMS, distributed_mutants.FSDP_NEVER_REDUCE_SCATTERS], ids=lambda m: m.name
+)
+def test_the_fsdp2_full_batch_property_rejects_a_reduce_scatter_that_sums_or_never_happens(rank_pool, monkeypatch, mutant):
+    mutant.apply(monkeypatch)
+    example, message = assert_rejects(
+        lambda case: fsdp_invariants.check_window_gives_full_batch_gradient(rank_pool, case), case=fsdp_invariants.ANY_FSDP
+    )
+    if mutant is distributed_mutants.FSDP_REDUCE_SCATTER_SUMS:
+        assert f"actual ≈ {example['case'].world_size} × expected" in message, message
+    else:
+        assert "expected a tensor" in message and "got None" in message, message
+
+
+@fsdp
+@pytest.mark.parametrize(
+    "mutant", [distributed_mutants.FSDP_REDUCE_SCATTER_SUMS, distributed_mutants.FSDP_NEVER_REDUCE_SCATTERS], ids=lambda m: m.name
+)
+def test_the_fsdp2_step_property_rejects_a_reduce_scatter_that_sums_or_never_happens(rank_pool, monkeypatch, mutant):
+    mutant.apply(monkeypatch)
+    _, message = assert_rejects(
+        lambda case: fsdp_invariants.check_step_matches_full_batch_step(rank_pool, case), case=fsdp_invariants.ANY_FSDP
+    )
+    assert "expected θ − lr·∇L" in message, message
+
+
+@fsdp
+def test_the_reshard_after_forward_property_rejects_a_backward_that_gathers_only_the_own_shard(rank_pool, monkeypatch):
+    distributed_mutants.FSDP_BACKWARD_GATHERS_OWN_SHARD.apply(monkeypatch)
+    _, message = assert_rejects(
+        lambda case: fsdp_invariants.check_reshard_after_forward_agrees(rank_pool, case), case=fsdp_invariants.RESHARDED_FSDP
+    )
+    assert "reshard_after_forward=True (actual) vs False (expected)" in message, message
