@@ -108,7 +108,8 @@ RECIPE_SOAK = "properties/tools/soak_recipes.py"
 SOAK_PROFILE = "dev"
 EXAMPLE_TARGET = 20_000
 WINDOW_TARGET = 2_000
-WINDOW_FAMILIES = ("distributed",)
+WINDOW_FAMILIES = ("distributed", "distributed_options", "fsdp")
+"""Families whose examples are windows on a gloo rank pool: their target counts windows."""
 
 
 def soak_files() -> dict[str, str]:
