@@ -11,11 +11,12 @@ from torch import nn
 
 from properties.recipes import CORRECT_RECIPE, RecipeError, RecipeOptions, check_recipe
 from properties.recipes.bundled import BUGGY_RECIPES, leaves_the_last_window_in_grad, token_options
-from properties.recipes.examples import recipe_cases
+from properties.recipes.examples import RecipeCase, recipe_cases
+from properties.recipes.hyperparameters import OptimizerChoice
 from properties.recipes.losses import token_cross_entropy
 from properties.recipes.search import check_example
 from properties.recipes.tokens import TokenModelFactory, padded, token_sequences
-from properties.recipes.user_case import build
+from properties.recipes.user_case import UserCase, build
 
 BUGS = {bug.name: bug for bug in BUGGY_RECIPES}
 FEW = {"max_examples": 5}
@@ -48,11 +49,15 @@ def test_the_token_loss_is_the_mean_over_counted_tokens_not_over_rows():
 
 def test_a_loop_that_weights_micro_batches_by_rows_fails_on_padded_tokens_with_its_cause():
     bug = BUGS["weights_by_rows"]
+    data = padded((1, 3), 3, 8, seed=0, ignore_index=-100)  # two one-row micro-batches counting 1 and 2 tokens
+    loss = token_cross_entropy()
+    case = UserCase(TokenModelFactory(), data, (1, 1), loss)
     with pytest.raises(RecipeError) as raised:
-        check_recipe(bug.recipe, **bug.options)
+        check_example(bug.recipe, RecipeCase(case, 2, OptimizerChoice("SGD"), loss=loss))
     error = raised.value
     assert any(bug.cause in cause for cause in error.causes), str(error)
-    assert "counted items" in str(error).splitlines()[1] and error.property == "gradients", str(error)
+    assert "micro-batches [1, 1] holding [1, 2] counted items" in str(error) and error.property == "gradients", str(error)
+    check_example(CORRECT_RECIPE, RecipeCase(case, 2, OptimizerChoice("SGD"), loss=loss, epochs=2))
 
 
 def test_a_user_model_factory_and_dataset_given_as_values_pass_with_the_correct_loop():
