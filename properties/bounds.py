@@ -192,6 +192,7 @@ class Bound:
     sizes: dict[str, torch.Tensor]
     depths: dict[str, int]
     dtype: torch.dtype
+    source: str = "the gradient replayed on magnitudes"
 
     def tolerance(self, name: str, extra_roundings: int = 0) -> Tolerance:
         """Two computations of the same gradient, each within γ_{K + extra}·M of it, agree within 2·γ_{K + extra}·max M."""
@@ -201,7 +202,7 @@ class Bound:
         return Tolerance(
             0.0,
             2 * gamma(depth, u) * magnitude,
-            f"2·γ_{depth}·M, M = max of the gradient replayed on magnitudes = {magnitude:.3g}, u={u:.3g} ({dtype_name(self.dtype)})",
+            f"2·γ_{depth}·M, M = max of {self.source} = {magnitude:.3g}, u={u:.3g} ({dtype_name(self.dtype)})",
         )
 
     def tolerances(self, extra_roundings: int = 0) -> dict[str, Tolerance]:
@@ -499,7 +500,9 @@ def clipped_bound(bound: Bound, gradient: Mapping[str, Optional[torch.Tensor]], 
     sizes = {
         name: coefficient * (m + (present[name].abs() * spread if name in present else 0.0)) for name, m in bound.sizes.items()
     }
-    return Bound(sizes, {name: d + elements + 2 * ELEMENTARY_ROUNDINGS for name, d in bound.depths.items()}, bound.dtype)
+    return Bound(
+        sizes, {name: d + elements + 2 * ELEMENTARY_ROUNDINGS for name, d in bound.depths.items()}, bound.dtype, bound.source
+    )
 
 
 def accumulation_roundings(k: int) -> int:
@@ -536,3 +539,37 @@ def sparse_term_magnitudes(parts: Sequence[Mapping[str, Optional[torch.Tensor]]]
             totals[name] = absolute if name not in totals else totals[name] + absolute
         terms += count
     return {name: float(t.max()) if t.numel() else 0.0 for name, t in totals.items()}, max(terms, 1)
+
+
+def sample_terms_bound(terms: Sequence[Mapping[str, Optional[torch.Tensor]]], depth: int, dtype: torch.dtype) -> Bound:
+    """The bound of g = Σₛ tₛ over per-sample terms tₛ of a model with no replay: M = Σₛ |tₛ|, K = depth + #terms.
+
+    tₛ is sample s's share of the window's mean loss, (cₛ/n)·∇ℓ̄ₛ (cₛ the items it counts, n the
+    window's), computed in float64 by the caller. Two evaluations of g — the recipe's micro-batches
+    accumulated into .grad, the reference's one backward on the window — both sum the same per-sample
+    terms in some order and grouping, with some scalings: Higham's |fl(Σ) − Σ| ≤ γₙ·Σ|terms| bounds
+    that part for any order, from the terms actually summed (as `sum_tolerances` does). Each term's
+    own evaluation, a backward of at most `depth` roundings along any path, is within γ_depth·Mₛ of
+    it, Mₛ its replay on magnitudes; with no replay of a user's model, Mₛ is taken as the largest
+    entry of Σₛ|tₛ| over the parameter (`Bound.tolerance` uses max M per tensor, so an entry that
+    cancels is covered by its tensor's largest). That is the one assumption: no parameter's
+    per-sample gradient cancels inside its own backward by more than the γ_depth margin leaves — depth
+    counts every parameter entry, a row's elements and 8 roundings per autograd node, so a product of
+    random-sign layers (|W|·|δ| ≈ √width·|W·δ| per layer) stays inside it. K = depth + #terms; the
+    caller adds the accumulation's own roundings (`accumulation_roundings`).
+    """
+    names = {name for term in terms for name, g in term.items() if g is not None}
+    sizes: dict[str, torch.Tensor] = {}
+    for term in terms:
+        for name in names:
+            g = term.get(name)
+            if g is not None:
+                magnitude = g.detach().double().abs()
+                sizes[name] = magnitude if name not in sizes else sizes[name] + magnitude
+    tiny = torch.finfo(dtype).tiny
+    return Bound(
+        {name: size + len(terms) * tiny for name, size in sizes.items()},
+        {name: depth + len(terms) for name in sizes},
+        dtype,
+        f"Σ|per-row terms| over {len(terms)} rows (no replay of this model: see bounds.sample_terms_bound)",
+    )

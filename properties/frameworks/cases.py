@@ -59,6 +59,20 @@ class FrameworkCase(RecipeCase):
         return cls(Case(model, sizes, dtype, seed), k, SGD, rows_per_epoch=rows, batch_size=batch_size, epochs=epochs, call=call)
 
     @property
+    def sizes(self) -> tuple[int, ...]:
+        """Every batch the run sees: the case holds the whole run's (one epoch's, E times over)."""
+        return tuple(self.case.sizes)
+
+    @property
+    def calls(self) -> int:
+        """The framework is called once and trains every epoch itself."""
+        return 1
+
+    def call_micro_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The framework's one call gets the whole run's batches (it takes one epoch's as its dataset)."""
+        return self.micro_batches()
+
+    @property
     def epoch_sizes(self) -> tuple[int, ...]:
         """The batch sizes of one epoch."""
         return dataloader_sizes(self.rows_per_epoch, self.batch_size)

@@ -16,13 +16,20 @@ def rows_in(window) -> int:
     return sum(len(x) for x, _ in window)
 
 
+def counted(loss_fn, y: torch.Tensor) -> int:
+    """cⱼ, the items a mean-reduced loss averages over in y: targets ≠ ignore_index for a loss that has one, else rows."""
+    ignore_index = getattr(loss_fn, "ignore_index", None)
+    return len(y) if ignore_index is None else int((y != ignore_index).sum())
+
+
 def accumulate(model, optimizer, micro_batches, loss_fn, accumulation_steps, *, max_norm=None, scheduler=None, scaler=None):
-    """Correct: per window Σⱼ (mⱼ/n_window)·∇Lⱼ, then (unscale, clip,) one step, (schedule,) zero_grad; short window stepped."""
+    """Correct: per window Σⱼ (cⱼ/c_window)·∇Lⱼ (cⱼ rows, or counted tokens under ignore_index), then (unscale, clip,)
+    one step, (schedule,) zero_grad; short window stepped."""
     optimizer.zero_grad()
     for window in windows_of(micro_batches, accumulation_steps):
-        rows = rows_in(window)
+        items = sum(counted(loss_fn, y) for _, y in window)
         for x, y in window:
-            loss = loss_fn(model(x), y) * (len(x) / rows)
+            loss = loss_fn(model(x), y) * (counted(loss_fn, y) / items)
             (loss if scaler is None else scaler.scale(loss)).backward()
         stepped = True
         if scaler is not None and max_norm is not None:
@@ -155,6 +162,49 @@ def scaler_never_updates(model, optimizer, micro_batches, loss_fn, accumulation_
         optimizer.zero_grad()
 
 
+def leaves_the_last_window_in_grad(model, optimizer, micro_batches, loss_fn, accumulation_steps):
+    """Wrong across epochs: steps a short last window after the loop without zero_grad(), so the next epoch's first step holds it."""
+    k = accumulation_steps
+    for i, (x, y) in enumerate(micro_batches):
+        window = micro_batches[i - i % k : i - i % k + k]
+        (loss_fn(model(x), y) * (len(x) / rows_in(window))).backward()
+        if (i + 1) % k == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+    if len(micro_batches) % k:
+        optimizer.step()
+
+
+def drops_the_rest_but_keeps_its_gradient(model, optimizer, micro_batches, loss_fn, accumulation_steps):
+    """Wrong across epochs under last_window="drop": backpropagates the short last window, never steps or zeroes it."""
+    k = accumulation_steps
+    for i, (x, y) in enumerate(micro_batches):
+        window = micro_batches[i - i % k : i - i % k + k]
+        (loss_fn(model(x), y) * (len(x) / rows_in(window))).backward()
+        if (i + 1) % k == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+
+
+def weights_by_rows(model, optimizer, micro_batches, loss_fn, accumulation_steps):
+    """Wrong for token losses with ignore_index: weights micro-batch j's mean by its rows mⱼ/n, not its counted tokens."""
+    optimizer.zero_grad()
+    for window in windows_of(micro_batches, accumulation_steps):
+        rows = rows_in(window)
+        for x, y in window:
+            (loss_fn(model(x), y) * (len(x) / rows)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def token_options() -> dict:
+    """check_recipe options for a token model: TokenModel, token cross-entropy with ignore_index, padded sequences."""
+    from properties.recipes.losses import token_cross_entropy
+    from properties.recipes.tokens import TokenModelFactory, token_sequences
+
+    return {"model": TokenModelFactory(), "loss": token_cross_entropy(), "data": token_sequences()}
+
+
 @dataclass(frozen=True)
 class BuggyRecipe:
     """A wrong loop, the words its likely cause must contain, and the check_recipe options that expose it."""
@@ -181,4 +231,12 @@ BUGGY_RECIPES = (
     BuggyRecipe("scheduler_every_micro_batch", scheduler_every_micro_batch, "every micro-batch", {"scheduler": True}),
     BuggyRecipe("scaler_zeroes_non_finite_gradients", scaler_zeroes_non_finite_gradients, "inf/NaN", {"scaler": True}),
     BuggyRecipe("scaler_never_updates", scaler_never_updates, "scaler.update() is never called", {"scaler": True}),
+    BuggyRecipe("leaves_the_last_window_in_grad", leaves_the_last_window_in_grad, "from one epoch into the next"),
+    BuggyRecipe(
+        "drops_the_rest_but_keeps_its_gradient",
+        drops_the_rest_but_keeps_its_gradient,
+        "backpropagated but never stepped",
+        {"last_window": "drop"},
+    ),
+    BuggyRecipe("weights_by_rows", weights_by_rows, "not by the items the loss counts", token_options()),
 )

@@ -54,10 +54,32 @@ def leak_causes(observation: Observation) -> list[str]:
     leaks = observation.run.leaks
     if not leaks:
         return []
+    first = leaks[0]
+    if first.epoch:
+        return [
+            f"gradients leak across windows, from one epoch into the next: what epoch {first.epoch - 1} left in .grad "
+            f"reached epoch {first.epoch}'s first "
+            f"step — {epoch_end(observation)}; zero the gradients when an epoch ends (or call optimizer.zero_grad() "
+            "before the first backward)"
+        ]
     return [
-        f"gradients leak across windows: .grad is not reset after optimizer step {leaks[0].after_step} "
+        f"gradients leak across windows: .grad is not reset after optimizer step {first.after_step} "
         "— call optimizer.zero_grad() after every step"
     ]
+
+
+def epoch_end(observation: Observation) -> str:
+    """What the last rows of an epoch did: stepped without a reset, or backpropagated and never stepped (a dropped window)."""
+    example, steps = observation.example, observation.run.step_rows
+    first_epoch_end = example.boundaries[example.epoch_length]
+    last_step = max((rows for rows in steps if rows <= first_epoch_end), default=0)
+    if last_step == first_epoch_end:
+        return "the epoch's last optimizer step was not followed by optimizer.zero_grad()"
+    rows = first_epoch_end - last_step
+    return (
+        f"the epoch's last {plural(rows, 'row')} {'was' if rows == 1 else 'were'} backpropagated but never stepped "
+        "(a dropped short window) and that gradient stayed in .grad"
+    )
 
 
 def scheduler_causes(observation: Observation) -> list[str]:
@@ -73,7 +95,7 @@ def scheduler_causes(observation: Observation) -> list[str]:
         return ["scheduler.step() is never called: call it once after every optimizer step"]
     if ran == taken and all(s.lrs == lr for s, lr in zip(run.steps, scheduled_lrs(example, taken + 1)[1:])):
         return ["scheduler.step() runs before optimizer.step(): each step uses the next step's learning rate"]
-    if ran == len(example.case.sizes) and ran != taken:
+    if ran == len(example.sizes) and ran != taken:
         return ["scheduler.step() runs every micro-batch instead of once per optimizer step"]
     if ran == len(example.windows) and ran > taken:
         return ["scheduler.step() runs for every window, also when GradScaler skipped the optimizer step"]
@@ -93,7 +115,7 @@ def scale_causes(observation: Observation) -> list[str]:
             "scaler.update() is never called: the scale never backs off after an inf/NaN "
             "(call it once per window, after scaler.step)"
         ]
-    if len(got) == len(example.case.sizes) != len(want):
+    if len(got) == len(example.sizes) != len(want):
         return ["scaler.update() runs every micro-batch instead of once per window"]
     for window, (g, w) in enumerate(zip(got, want), start=1):
         if g > w:
@@ -161,6 +183,18 @@ def known_mistakes(example, i: int, expected) -> list[tuple[G.GradMap, str]]:
             "clip_grad_norm_ was applied at every micro-step, to a partial sum: clip once, after the window's last backward"
         )
         mistakes += [(G.combine(weighted), unclipped), (partial, per_step)]
+    counts = list(expected.counts)
+    if counts and len(sizes) > 1 and any(c * sum(sizes) != m * sum(counts) for c, m in zip(counts, sizes)):
+        mistakes.append(
+            (
+                clipped(G.combine(expected.row_weighted_parts()), example.clip_norm),
+                f"each micro-batch's mean loss was weighted by its rows mⱼ/n {sizes}, not by the items the loss counts "
+                f"{counts} ({example.loss!r}): the mean over rows of per-micro-batch means is not the mean over the "
+                "window's counted items when micro-batches count different numbers of them (padding, ignore_index); "
+                "weight micro-batch j by cⱼ / c_window (its counted items over the window's), or sum the loss and divide "
+                "by the window's count",
+            )
+        )
     summed = G.combine([part for _, part in expected.parts])
     k, short = example.k, len(sizes) < example.k
     mistakes.append(

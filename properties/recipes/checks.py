@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 
 from properties import bounds
-from properties.case import dtype_name
+from properties.case import Case, dtype_name
 from properties.compare import Tolerance, assert_grads_close, summation_tolerance, unit_roundoff
 from properties.recipes.examples import RecipeCase
 from properties.recipes.hyperparameters import SCHEDULER_GAMMA, make_scheduler
@@ -17,7 +17,9 @@ from properties.recipes.observation import Observation
 
 
 def widest(example: RecipeCase) -> int:
-    """F = 1 + the longest dot product or bag a row goes through in the model (bounds the terms per row)."""
+    """F = 1 + the longest dot product or bag a row goes through in the model (bounds the terms per row); D for a user's model."""
+    if not isinstance(example.case, Case):
+        return example.case.depth
     spec = example.case.model
     return 1 + max(spec.in_features, spec.out_features, spec.hidden, spec.bag if spec.takes_indices else 0)
 
@@ -55,7 +57,7 @@ def placements(example: RecipeCase, rows: list[int]) -> str:
     if not rows:
         return "no step"
     where = [example.micro_batch_after(r) for r in rows]
-    if all(w.startswith("micro-batch ") for w in where) and len(where) > 1:
+    if all(w.startswith("micro-batch ") and " of epoch " not in w for w in where) and len(where) > 1:
         return "after micro-batches " + ", ".join(w.split()[-1] for w in where)
     return "after " + ", ".join(where)
 
@@ -125,8 +127,12 @@ def check_no_leak(observation: Observation) -> None:
     leaks = observation.run.leaks
     if leaks:
         first = leaks[0]
+        where = f"after optimizer step {first.after_step}"
+        if first.epoch:
+            since = f"after optimizer step {first.after_step}, " if first.after_step else ""
+            where = f"at the start of epoch {first.epoch} ({since}the recipe called again on the same model)"
         raise AssertionError(
-            f"gradients leak across windows: after optimizer step {first.after_step}, the next backward added onto "
+            f"gradients leak across windows: {where}, the next backward added onto "
             f".grad of {first.name!r} still holding max |value| {first.magnitude:.6g} (expected None or zeros); "
             f"{plural(len(leaks), 'leak')} in all"
         )

@@ -1,4 +1,4 @@
-"""One recipe example: a Case (model, data, micro-batch sizes), k, an optimizer and the extras; drawn by Hypothesis."""
+"""One recipe example: a Case or the user's (model, data, micro-batch sizes), the loss, k, epochs, an optimizer and the extras."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from properties.case import Case
 from properties.recipes.hyperparameters import SCALER_SETTINGS, SCHEDULER_GAMMA, OptimizerChoice
+from properties.recipes.losses import MSE, RecipeLoss
 from properties.recipes.options import RecipeOptions
 from properties.strategies import batch_splits, cases, model_specs, seeds
 
@@ -25,7 +26,8 @@ def built(case: Case) -> torch.nn.Module:
 
 @dataclass(frozen=True)
 class RecipeCase:
-    """What a recipe is run on: the case, k, the optimizer, the last-window policy and the extras it is handed."""
+    """What a recipe is run on: the case (one epoch's micro-batches), k, the optimizer, the last-window policy, the extras
+    it is handed, the loss, and how many epochs: the recipe is called once per epoch on the same model and optimizer."""
 
     case: Case
     k: int
@@ -35,12 +37,33 @@ class RecipeCase:
     scheduler: bool = False
     scaler: bool = False
     non_finite: tuple[int, ...] = ()
+    loss: RecipeLoss = MSE
+    epochs: int = 1
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The sizes of every micro-batch the run sees: one epoch's, once per epoch."""
+        return tuple(self.case.sizes) * self.epochs
+
+    @property
+    def calls(self) -> int:
+        """How many times the recipe is called: once per epoch."""
+        return self.epochs
+
+    @property
+    def epoch_length(self) -> int:
+        """Micro-batches per epoch."""
+        return len(self.sizes) // max(self.epochs, 1)
 
     @cached_property
     def all_windows(self) -> list[range]:
-        """Micro-batch indices of each window of k consecutive micro-batches, in order; the last may be shorter."""
-        n = len(self.case.sizes)
-        return [range(start, min(start + self.k, n)) for start in range(0, n, self.k)]
+        """Per epoch, micro-batch indices of each window of k consecutive micro-batches; each epoch's last may be shorter."""
+        n = self.epoch_length
+        return [
+            range(epoch * n + start, epoch * n + min(start + self.k, n))
+            for epoch in range(self.epochs)
+            for start in range(0, n, self.k)
+        ]
 
     @cached_property
     def windows(self) -> list[range]:
@@ -52,7 +75,7 @@ class RecipeCase:
     def boundaries(self) -> list[int]:
         """Rows seen after micro-batch j, for j = 0 … n (0 first)."""
         total, result = 0, [0]
-        for size in self.case.sizes:
+        for size in self.sizes:
             total += size
             result.append(total)
         return result
@@ -62,7 +85,11 @@ class RecipeCase:
         if rows == 0:
             return "no micro-batch"
         if rows in self.boundaries:
-            return f"micro-batch {self.boundaries.index(rows)}"
+            j = self.boundaries.index(rows)
+            if self.epochs == 1:
+                return f"micro-batch {j}"
+            epoch, within = divmod(j - 1, self.epoch_length)
+            return f"micro-batch {within + 1} of epoch {epoch + 1}"
         return f"row {rows} (inside a micro-batch)"
 
     def window_start(self, rows: int) -> int:
@@ -74,23 +101,30 @@ class RecipeCase:
 
     def is_finite_window(self, window: range) -> bool:
         """Whether no micro-batch of the window has a non-finite target."""
-        return not any(j in self.non_finite for j in window)
+        return not any(j % self.epoch_length in self.non_finite for j in window)
 
     def build_model(self) -> torch.nn.Module:
         """A fresh copy of the case's model (built once per case, then copied: building is the slow part)."""
+        if not isinstance(self.case, Case):
+            return self.case.build_model()
         return copy.deepcopy(built(self.case))
 
-    def micro_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The case's micro-batches; those listed in non_finite get y[0, 0] = inf."""
+    def call_micro_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """What each call of the recipe is handed: one epoch's micro-batches; those listed in non_finite get one inf target."""
         batches = self.case.micro_batches()
         for j in self.non_finite:
             y = batches[j][1].clone()
-            y[0, 0] = float("inf")
+            y.view(-1)[0] = float("inf")
             batches[j] = (batches[j][0], y)
         return batches
 
+    def micro_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every micro-batch the run sees, in order: the epoch's, once per epoch."""
+        return self.call_micro_batches() * self.epochs
+
     def __repr__(self) -> str:
-        windows = ", ".join(str([self.case.sizes[j] for j in window]) for window in self.all_windows)
+        first_epoch = self.all_windows[: len(self.all_windows) // max(self.epochs, 1)]
+        windows = ", ".join(str([self.sizes[j] for j in window]) for window in first_epoch)
         parts = [f"{self.case!r}", f"k={self.k}: windows {windows}", repr(self.optimizer)]
         short = len(self.case.sizes) % self.k
         if short:
@@ -105,6 +139,8 @@ class RecipeCase:
                 f"GradScaler(init_scale={SCALER_SETTINGS['init_scale']:g}), "
                 + (f"inf target in micro-batch {', '.join(map(str, bad))}" if bad else "all finite")
             )
+        if self.epochs > 1:
+            parts.append(f"{self.epochs} epochs (the recipe called once per epoch on the same model and optimizer)")
         return "; ".join(parts)
 
     def _repr_pretty_(self, printer, cycle) -> None:
@@ -113,24 +149,46 @@ class RecipeCase:
 
 
 def recipe_cases(options: RecipeOptions = RecipeOptions()) -> st.SearchStrategy[RecipeCase]:
-    """Models, unequal micro-batch sizes (1 included), k (n a multiple of k or not), an optimizer, extras from options."""
-    case_strategy = cases(
-        models=model_specs(options.models, max_features=3, large_features=3, sparse=False, layouts=["contiguous"]),
-        sizes=batch_splits(min_k=1, max_k=options.max_micro_batches, max_size=3),
-        dtype=DTYPES[options.dtype],
-        seed=seeds(),
-    )
+    """Models, unequal micro-batch sizes (1 included), k (n a multiple of k or not), an optimizer, 1 … max_epochs epochs,
+    extras from options; the user's model factory, loss and dataset when options name them."""
+    if options.user:
+        from properties.recipes.user_options import user_cases
+
+        case_strategy = user_cases(options)
+    else:
+        from properties.recipes.user_options import losses
+
+        suite_cases = cases(
+            models=model_specs(options.models, max_features=3, large_features=3, sparse=False, layouts=["contiguous"]),
+            sizes=batch_splits(min_k=1, max_k=options.max_micro_batches, max_size=3),
+            dtype=DTYPES[options.dtype],
+            seed=seeds(),
+        )
+        if options.loss is None:
+            case_strategy = suite_cases.map(lambda case: (case, MSE))
+        else:
+            case_strategy = st.tuples(suite_cases, losses(options))
     ks = st.integers(1, options.max_k)
     optimizers = st.sampled_from([OptimizerChoice(name) for name in options.optimizers])
+    epochs = st.integers(1, options.max_epochs)
 
     @st.composite
     def draw_example(draw) -> RecipeCase:
-        case = draw(case_strategy)
+        case, loss = draw(case_strategy)
         k, optimizer, non_finite = draw(ks), draw(optimizers), ()
-        if options.scaler:
+        if options.scaler and (isinstance(case, Case) or case.full_batch()[1].is_floating_point()):
             non_finite = tuple(sorted(draw(st.sets(st.integers(0, len(case.sizes) - 1), max_size=2))))
         return RecipeCase(
-            case, k, optimizer, options.last_window, options.clip_norm, options.scheduler, options.scaler, non_finite
+            case,
+            k,
+            optimizer,
+            options.last_window,
+            options.clip_norm,
+            options.scheduler,
+            options.scaler,
+            non_finite,
+            loss,
+            draw(epochs),
         )
 
     return draw_example()

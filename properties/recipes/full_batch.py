@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 
 import torch
 
 from properties import bounds
 from properties import grads as G
 from properties.accumulate import windows_of
+from properties.case import Case
 from properties.recipes.examples import RecipeCase
-from properties.recipes.trace import Run, loss_function, observe
+from properties.recipes.losses import MSE
+from properties.recipes.trace import Run, observe
+from properties.recipes.user_case import rounding_depth
 
 
 def full_batch_steps(
@@ -58,16 +61,23 @@ def reference_run(example: RecipeCase) -> Run:
 
 @dataclass(frozen=True)
 class Expected:
-    """What step i should use: rows [start, stop), their mean-loss gradient (clipped), each micro-batch's own gradient."""
+    """What step i should use: rows [start, stop), their mean-loss gradient (clipped), each micro-batch's own gradient
+    with its rows, and the items the loss counts in each (rows·d for MSE, tokens ≠ ignore_index for token CE)."""
 
     start: int
     stop: int
     gradient: G.GradMap
     parts: tuple[tuple[int, G.GradMap], ...]
     bound: bounds.Bound
+    counts: tuple[int, ...] = ()
 
     def weighted_parts(self) -> list[G.GradMap]:
-        """(mⱼ/n)·gⱼ for each micro-batch part: the terms whose sum is the window's mean-loss gradient."""
+        """(cⱼ/c)·gⱼ for each micro-batch part (cⱼ the items it counts): the terms whose sum is the window's mean-loss gradient."""
+        counts = self.counts or tuple(rows for rows, _ in self.parts)
+        return [scaled(part, c / sum(counts)) for c, (_, part) in zip(counts, self.parts)]
+
+    def row_weighted_parts(self) -> list[G.GradMap]:
+        """(mⱼ/n)·gⱼ, weighting each part by its rows: right only when rows and counted items are proportional."""
         n = self.stop - self.start
         return [scaled(part, rows / n) for rows, part in self.parts]
 
@@ -80,26 +90,44 @@ class Probe:
         self.model = example.build_model()
         self.x, self.y = (torch.cat(parts) for parts in zip(*example.micro_batches()))
 
+    @cached_property
+    def depth(self) -> int:
+        """D, a bound on the roundings along any path of one row's loss gradient (`rounding_depth`)."""
+        return rounding_depth(self.model, self.x[:1], self.y[:1], self.example.loss.fn)
+
     def gradient(self, params: dict, start: int, stop: int) -> G.GradMap:
-        """∇θ of the mean loss over rows [start, stop) of the epoch at parameters `params`."""
+        """∇θ of the mean loss over rows [start, stop) of the run at parameters `params`."""
         with torch.no_grad():
             for name, p in self.model.named_parameters():
                 p.copy_(params[name])
         model, x, y = self.model, self.x[start:stop], self.y[start:stop]
-        return G.fresh_gradients(model, loss_function()(model(x), y))
+        return G.fresh_gradients(model, self.example.loss.fn(model(x), y))
+
+    def bound(self, params: dict, start: int, stop: int) -> bounds.Bound:
+        """The rounding bound of the gradient over rows [start, stop): replayed for a ModelSpec with MSE, else from
+        the per-row terms (cₛ/c)·∇ℓ̄ₛ actually summed (`bounds.sample_terms_bound`)."""
+        example = self.example
+        x, y = self.x[start:stop], self.y[start:stop]
+        if isinstance(example.case, Case) and example.loss is MSE:
+            return bounds.mse_gradient_bound(example.case.model, self.model, x, y, count=y.numel(), dtype=example.case.dtype)
+        total = example.loss.counted(y)
+        terms = []
+        for row in range(start, stop):
+            counted = example.loss.counted(self.y[row : row + 1])
+            if counted:
+                terms.append(scaled(self.gradient(params, row, row + 1), counted / total))
+        return bounds.sample_terms_bound(terms, self.depth, example.case.dtype)
 
     def expected(self, params: dict, start: int, stop: int) -> Expected:
         """The full-batch gradient over rows [start, stop) (clipped to max_norm if set) and the micro-batch parts of it."""
         edges = self.example.boundaries
         pieces = [(max(a, start), min(b, stop)) for a, b in zip(edges, edges[1:]) if min(b, stop) > max(a, start)]
         parts = tuple((b - a, self.gradient(params, a, b)) for a, b in pieces)
+        counts = tuple(self.example.loss.counted(self.y[a:b]) for a, b in pieces)
+        bound = self.bound(params, start, stop)
         gradient = self.gradient(params, start, stop)
-        y = self.y[start:stop]
-        bound = bounds.mse_gradient_bound(
-            self.example.case.model, self.model, self.x[start:stop], y, count=y.numel(), dtype=self.example.case.dtype
-        )
         bound = bounds.clipped_bound(bound, gradient, self.example.clip_norm)
-        return Expected(start, stop, clipped(gradient, self.example.clip_norm), parts, bound)
+        return Expected(start, stop, clipped(gradient, self.example.clip_norm), parts, bound, counts)
 
 
 def scaled(gradient: G.GradMap, factor: float) -> G.GradMap:

@@ -13,7 +13,8 @@ MODEL_KINDS = ("linear", "mlp", "tied", "embedding")
 
 @dataclass(frozen=True)
 class RecipeOptions:
-    """max_examples, the optimizers, models and dtype drawn, the last-window policy, and the extras passed to the recipe."""
+    """max_examples, the optimizers, models, dtype and epochs drawn, the last-window policy, the extras passed to the recipe,
+    and the user's model factory, loss and data (each a value or a strategy; None: the suite's)."""
 
     max_examples: int = 100
     optimizers: tuple[str, ...] = OPTIMIZER_NAMES
@@ -25,6 +26,10 @@ class RecipeOptions:
     models: tuple[str, ...] = MODEL_KINDS
     max_micro_batches: int = 7
     max_k: int = 4
+    max_epochs: int = 3
+    model: object = None
+    loss: object = None
+    data: object = None
     all_failures: bool = False
 
     @classmethod
@@ -59,10 +64,19 @@ class RecipeOptions:
             problems.append(f"dtype {dtype!r} is not one of {DTYPE_NAMES}")
         if self.clip_norm is not None and not self.clip_norm > 0:
             problems.append(f"clip_norm={self.clip_norm!r} must be a positive number (or None: no clipping)")
-        if self.max_examples < 1 or self.max_micro_batches < 1 or self.max_k < 1:
-            problems.append("max_examples, max_micro_batches and max_k must be at least 1")
+        if self.max_examples < 1 or self.max_micro_batches < 1 or self.max_k < 1 or self.max_epochs < 1:
+            problems.append("max_examples, max_micro_batches, max_k and max_epochs must be at least 1")
         if problems:
             raise ValueError("check_recipe options: " + "; ".join(problems))
+        if (self.model, self.loss, self.data) != (None, None, None):
+            from properties.recipes.user_options import check_user_options
+
+            check_user_options(self)
+
+    @property
+    def user(self) -> bool:
+        """Whether the user's model and data are drawn (else the suite's ModelSpec models and their data)."""
+        return self.model is not None
 
     def extras(self) -> tuple[str, ...]:
         """The keyword arguments the recipe is called with beyond the five positional ones."""
@@ -78,6 +92,6 @@ class RecipeOptions:
         changed = [
             f"{name}={getattr(self, name)!r}"
             for name in self.__dataclass_fields__
-            if getattr(self, name) != getattr(default, name)
+            if getattr(self, name) is not getattr(default, name) and getattr(self, name) != getattr(default, name)
         ]
         return ", ".join(changed)

@@ -32,11 +32,13 @@ class Step:
 
 @dataclass(frozen=True)
 class Leak:
-    """After step `after_step` (or a scaler.update), a backward added onto a .grad that still held max |value| `magnitude`."""
+    """After step `after_step` (or a scaler.update, or an epoch's end: `epoch` > 0 is the epoch it reached),
+    a backward added onto a .grad that still held max |value| `magnitude`."""
 
     after_step: int
     name: str
     magnitude: float
+    epoch: int = 0
 
 
 @dataclass
@@ -60,7 +62,7 @@ class Run:
 
 
 def loss_function() -> nn.Module:
-    """The loss every recipe is handed: mean squared error, mean-reduced."""
+    """The loss every recipe is handed by default: mean squared error, mean-reduced."""
     return nn.MSELoss()
 
 
@@ -101,6 +103,7 @@ class Watch:
         self.run, self.model, self.optimizer = run, model, optimizer
         self.named = G.trainable(model)
         self.pending: set[str] = set()
+        self.epoch = 0
         self.handles = [model.register_forward_pre_hook(self.forward)]
         self.handles += [p.register_hook(self.backward_hook(name, p)) for name, p in self.named]
         if hasattr(optimizer, "register_step_pre_hook"):
@@ -128,6 +131,14 @@ class Watch:
     def boundary(self):
         """A window ended (a step or a scaler.update): the next backward must start from zero."""
         self.pending = {name for name, _ in self.named}
+        self.epoch = 0
+
+    def next_epoch(self, epoch: int, rows: int):
+        """Epoch `epoch` (2, 3, …) begins at row `rows` of the run (whatever rows the last epoch ran through the model,
+        a dropped window's included or not); its first backward must start from zero, whatever the last epoch left in .grad."""
+        self.boundary()
+        self.epoch = epoch
+        self.run.rows = rows
 
     def backward_hook(self, name: str, parameter: torch.Tensor) -> Callable:
         def hook(grad):
@@ -137,7 +148,7 @@ class Watch:
                 if held is not None:
                     magnitude = float(dense(held).abs().max()) if held.numel() else 0.0
                     if magnitude != 0.0:
-                        self.run.leaks.append(Leak(len(self.run.steps), name, magnitude))
+                        self.run.leaks.append(Leak(len(self.run.steps), name, magnitude, self.epoch))
             return None
 
         return hook
@@ -171,11 +182,12 @@ class Watch:
 
 
 def observe(recipe: Callable, example: RecipeCase) -> Run:
-    """Run `recipe` once on a fresh model, optimizer and data built from `example`; record what it did."""
+    """Run `recipe` on a fresh model, optimizer and data built from `example`, once per epoch on the same model,
+    optimizer, extras and micro-batch list; record what it did."""
     model = example.build_model()
     optimizer = example.optimizer.build(model.parameters())
     extras = extras_for(example, optimizer)
-    micro_batches = example.micro_batches()
+    micro_batches = example.call_micro_batches()
     before = list(micro_batches)
     copies = [(x.clone(), y.clone()) for x, y in micro_batches]
     run = Run()
@@ -184,7 +196,10 @@ def observe(recipe: Callable, example: RecipeCase) -> Run:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=SCHEDULER_ORDER_WARNING)
-            recipe(model, optimizer, micro_batches, loss_function(), example.k, **extras)
+            for epoch in range(example.calls):
+                if epoch:
+                    watch.next_epoch(epoch + 1, example.boundaries[epoch * example.epoch_length])
+                recipe(model, optimizer, micro_batches, example.loss.fn, example.k, **extras)
     except Exception as error:  # the recipe's own failure is a finding, reported with its input
         run.error = error
         run.error_trace = "".join(traceback.format_exception(type(error), error, error.__traceback__.tb_next)[-8:])

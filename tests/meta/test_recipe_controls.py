@@ -44,6 +44,17 @@ def test_each_recipe_property_rejects_a_loop_that_breaks_it(name):
     assert words in message, message
 
 
+def test_the_leak_property_rejects_a_loop_whose_last_window_of_an_epoch_reaches_the_next_epoch():
+    _, message = assert_rejects(check_of("leaks", bundled.leaves_the_last_window_in_grad), example=recipe_cases())
+    assert "at the start of epoch 2" in message
+
+
+def test_the_step_gradient_property_rejects_row_weights_on_padded_tokens_with_ignored_labels():
+    options = RecipeOptions(**bundled.token_options())
+    _, message = assert_rejects(check_of("gradients", bundled.weights_by_rows), example=recipe_cases(options))
+    assert "Σ|per-row terms|" in message
+
+
 def test_the_leak_property_rejects_the_correct_loop_on_a_torch_whose_zero_grad_does_nothing(monkeypatch):
     recipe_mutants.OPTIMIZER_ZERO_GRAD_IGNORED.apply(monkeypatch)
     _, message = assert_rejects(check_of("leaks", CORRECT_RECIPE), example=recipe_cases())

@@ -1,0 +1,171 @@
+"""The user's model, data and loss as a recipe example: factory() under torch.manual_seed(seed), dataset (x, y) cut into micro-batches."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from typing import Callable
+
+import torch
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from properties.case import dtype_name
+from properties.recipes.losses import RecipeLoss
+
+ELEMENTARY_ROUNDINGS = 8
+
+
+def describe(factory: Callable) -> str:
+    """A factory's name: its repr when it defines one, else module.qualname."""
+    if isinstance(factory, type) or hasattr(factory, "__code__") or type(factory).__repr__ is object.__repr__:
+        qualname = getattr(factory, "__qualname__", None) or type(factory).__name__
+        return f"{qualname}()"
+    return repr(factory)
+
+
+def check_factory(factory) -> None:
+    """InvalidArgument unless `factory` is a callable (a model factory is called with no arguments)."""
+    if not callable(factory) or isinstance(factory, torch.nn.Module):
+        raise InvalidArgument(
+            f"model={factory!r} must be a factory: a callable with no arguments that builds a new nn.Module "
+            "(called under torch.manual_seed(seed), so its initialisation is deterministic); "
+            "for a module you already built, pass `lambda: copy.deepcopy(module)`"
+        )
+
+
+def build(factory: Callable, seed: int, dtype: torch.dtype) -> torch.nn.Module:
+    """factory() with torch's generator seeded by `seed` (restored afterwards), in `dtype`."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = factory()
+    if not isinstance(model, torch.nn.Module):
+        raise InvalidArgument(f"model factory {describe(factory)} returned {type(model).__name__}, not an nn.Module")
+    model = model.to(dtype)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise InvalidArgument(f"model factory {describe(factory)} built a model with no trainable parameter")
+    return model
+
+
+@lru_cache(maxsize=64)
+def checked_build(factory: Callable, seed: int, dtype: torch.dtype) -> torch.nn.Module:
+    """factory() under `seed`, built twice: InvalidArgument when the two builds differ (never handed out, only copied)."""
+    model = build(factory, seed, dtype)
+    again = build(factory, seed, dtype)
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        if not torch.equal(a, b):
+            raise InvalidArgument(
+                f"model factory {describe(factory)} built different {name!r} twice under torch.manual_seed({seed}): "
+                "initialise from torch's global generator (as nn.Module constructors do), not from another source"
+            )
+    return model
+
+
+def check_dataset(data) -> tuple[torch.Tensor, torch.Tensor]:
+    """InvalidArgument unless `data` is a pair (x, y) of tensors with the same number N ≥ 1 of rows."""
+    if not (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)):
+        raise InvalidArgument(f"a dataset must be a pair (x, y) of tensors whose first dimension is the rows; got {data!r:.200}")
+    x, y = data
+    if x.dim() == 0 or y.dim() == 0 or len(x) != len(y) or len(x) < 1:
+        raise InvalidArgument(f"a dataset's x and y need the same number N ≥ 1 of rows: x {tuple(x.shape)}, y {tuple(y.shape)}")
+    return x, y
+
+
+def rounding_depth(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable) -> int:
+    """D = Σ numel(θ) + a row's elements + 8·(autograd nodes of its loss): bounds the roundings along any path of its gradient.
+
+    Each rounding on a path through the row's forward and backward is an elementary function's
+    (≤ 8 per autograd node, as in properties.bounds) or one term of a reduction, over a parameter's
+    entries (a dot product with a weight row) or over the row's own elements (its positions, tokens).
+    """
+    loss = loss_fn(model(x), y)
+    nodes, seen, stack = 0, set(), [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        nodes += 1
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    parameters = sum(p.numel() for p in model.parameters())
+    return parameters + x.numel() + y.numel() + ELEMENTARY_ROUNDINGS * nodes
+
+
+def splits(rows: int, max_micro_batches: int) -> st.SearchStrategy[tuple[int, ...]]:
+    """Sizes of consecutive micro-batches covering all N rows: 1 ≤ count ≤ min(N, max_micro_batches), unequal, 1 included."""
+
+    @st.composite
+    def draw(draw_) -> tuple[int, ...]:
+        count = draw_(st.integers(1, min(rows, max_micro_batches)))
+        cuts = sorted(draw_(st.sets(st.integers(1, rows - 1), min_size=count - 1, max_size=count - 1))) if count > 1 else []
+        edges = [0, *cuts, rows]
+        return tuple(b - a for a, b in zip(edges, edges[1:]))
+
+    return draw()
+
+
+@dataclass(frozen=True, eq=False)
+class UserCase:
+    """The user's model factory and dataset: the model built under `seed`, the N rows cut into micro-batches of `sizes`."""
+
+    factory: Callable
+    data: tuple[torch.Tensor, torch.Tensor]
+    sizes: tuple[int, ...]
+    loss: RecipeLoss
+    dtype: torch.dtype = torch.float64
+    seed: int = 0
+    device: str = field(default="cpu")
+
+    @property
+    def model(self) -> str:
+        """The factory's name (where a Case has its ModelSpec)."""
+        return describe(self.factory)
+
+    @property
+    def rows(self) -> int:
+        """N, the dataset's rows."""
+        return sum(self.sizes)
+
+    @cached_property
+    def first_build(self) -> torch.nn.Module:
+        """The model as first built (then only copied)."""
+        try:
+            return checked_build(self.factory, self.seed, self.dtype)
+        except TypeError:  # an unhashable factory: built without the cache
+            return checked_build.__wrapped__(self.factory, self.seed, self.dtype)
+
+    def build_model(self) -> torch.nn.Module:
+        """A fresh copy of the model built from the factory under this case's seed."""
+        return copy.deepcopy(self.first_build)
+
+    def full_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The dataset, floating-point tensors in the case's dtype."""
+        return tuple(t.to(self.dtype) if t.is_floating_point() else t for t in self.data)
+
+    def micro_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The dataset cut, in order, into micro-batches of the drawn sizes."""
+        x, y = self.full_batch()
+        return list(zip(torch.split(x, list(self.sizes)), torch.split(y, list(self.sizes))))
+
+    @cached_property
+    def depth(self) -> int:
+        """D for this model and loss on the dataset's first row (`rounding_depth`)."""
+        x, y = (t[:1] for t in self.full_batch())
+        return rounding_depth(self.build_model(), x, y, self.loss.fn)
+
+    def counts(self) -> list[int]:
+        """Items the loss counts in each micro-batch (tokens ≠ ignore_index, elements, rows)."""
+        return [self.loss.counted(y) for _, y in self.micro_batches()]
+
+    def __repr__(self) -> str:
+        sizes = list(self.sizes)
+        counts = self.counts()
+        counted = "" if counts == sizes else f" holding {counts} counted items"
+        return (
+            f"{self.model}, {self.loss!r}, {dtype_name(self.dtype)}, dataset of {self.rows} row{'s' if self.rows != 1 else ''} "
+            f"{tuple(self.data[0].shape[1:])}, micro-batches {sizes}{counted}, seed {self.seed}"
+        )
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(repr(self))
