@@ -10,6 +10,7 @@ from properties.recipes.options import RecipeOptions
 
 LAZY = {
     "CORRECT_RECIPE": "properties.recipes.bundled",
+    "CORRECT_WHEN_DROPPING": "properties.recipes.bundled",
     "BUGGY_RECIPES": "properties.recipes.bundled",
     "BuggyRecipe": "properties.recipes.bundled",
     "accumulate": "properties.recipes.bundled",

@@ -219,6 +219,8 @@ class BuggyRecipe:
 
 
 CORRECT_RECIPE = accumulate
+CORRECT_WHEN_DROPPING = drops_last_window
+"""The correct loop under last_window="drop": only full windows are stepped (and nothing else is backpropagated)."""
 BUGGY_RECIPES = (
     BuggyRecipe("tutorial_second_loop", tutorial_second_loop, "last window was not stepped"),
     BuggyRecipe("divides_by_k", divides_by_k, "divided by k"),
