@@ -190,18 +190,22 @@ class ExampleCounter:
     def __call__(self, *args, **kwargs):
         """Run one example; an example Hypothesis rejects (assume, a failed filter) is not counted."""
         self.calls += 1
-        self.large += from_the_large_end(kwargs)
         drawn: list[Any] = []
-        if self.keep:
-            kwargs = {k: recording_data(v, drawn) if _is_data_object(v) else v for k, v in kwargs.items()}
+        plain = kwargs
+        kwargs = {k: recording_data(v, drawn) if _is_data_object(v) else v for k, v in kwargs.items()}
+        counted = True
         try:
             result = self.inner(*args, **kwargs)
         except BaseException as error:
             if is_control_flow(error):
                 self.calls -= 1
+                counted = False
             elif self.first_failure is None:
                 self.first_failure = self.calls
             raise
+        finally:
+            if counted:
+                self.large += from_the_large_end({**plain, **{f"drawn {i}": value for i, value in enumerate(drawn)}})
         if self.keep:
             self.kept.append((args, kwargs, drawn))
         return result
