@@ -78,17 +78,17 @@ def _zero(parameters, set_to_none: bool, how: str = "correct") -> None:
             p.grad.detach_().requires_grad_(False).zero_()
 
 
-def _patch_zero_grad(monkeypatch, *, how="correct", default=None, module_skip_last=False, optimizer_skip_last=False):
-    """Replace Module.zero_grad and Optimizer.zero_grad with a version broken as described."""
+def _patch_zero_grad(monkeypatch, *, how="correct", default=None, module_skip_last=False, optimizer_skip_last=False, first=None):
+    """Replace Module.zero_grad and Optimizer.zero_grad with a version broken as described (`first`: reset only that many)."""
     module_default = True if default is None else default
 
     def module_zero_grad(self, set_to_none: bool = module_default):
         parameters = list(self.parameters())
-        _zero(parameters[:-1] if module_skip_last else parameters, set_to_none, how)
+        _zero((parameters[:-1] if module_skip_last else parameters)[:first], set_to_none, how)
 
     def optimizer_zero_grad(self, set_to_none: bool = module_default):
         groups = self.param_groups[:-1] if optimizer_skip_last else self.param_groups
-        _zero([p for group in groups for p in group["params"]], set_to_none, how)
+        _zero([p for group in groups for p in group["params"]][:first], set_to_none, how)
 
     monkeypatch.setattr(nn.Module, "zero_grad", module_zero_grad)
     monkeypatch.setattr(torch.optim.Optimizer, "zero_grad", optimizer_zero_grad)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import functools
-import importlib
 
 import torch
 from torch import nn
 
 from properties.mutants import Mutant
-from properties.mutants.autograd import leaves_of
-
-SGD_MODULE = importlib.import_module("torch.optim.sgd")
-ADAM_MODULE = importlib.import_module("torch.optim.adam")
+from properties.mutants.autograd import _patch_zero_grad, leaves_of
+from properties.mutants.optim import ADAM_MODULE, SGD_MODULE
 
 VECTOR_BLOCK = 1024
 """The accumulation defect: gradients of more than this many elements lose the last partial block of an accumulation."""
@@ -59,28 +56,6 @@ def _added_in_memory_order(leaf, old, grad) -> None:
     with torch.no_grad():
         new = (grad - old).contiguous().flatten()
         grad.copy_(old + torch.as_strided(new, leaf.shape, leaf.stride()))
-
-
-def _zero_grad_first_chunk(monkeypatch) -> None:
-    """Module.zero_grad and Optimizer.zero_grad reset only the first LIST_CHUNK parameters."""
-
-    def reset(parameters, set_to_none: bool) -> None:
-        for p in parameters[:LIST_CHUNK]:
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.detach_().requires_grad_(False).zero_()
-
-    def module_zero_grad(self, set_to_none: bool = True):
-        reset(list(self.parameters()), set_to_none)
-
-    def optimizer_zero_grad(self, set_to_none: bool = True):
-        reset([p for group in self.param_groups for p in group["params"]], set_to_none)
-
-    monkeypatch.setattr(nn.Module, "zero_grad", module_zero_grad)
-    monkeypatch.setattr(torch.optim.Optimizer, "zero_grad", optimizer_zero_grad)
 
 
 def _step_first_chunk(monkeypatch) -> None:
@@ -150,7 +125,7 @@ STRIDED_ACCUMULATION = Mutant(
 ZERO_GRAD_FIRST_CHUNK = Mutant(
     "zero-grad-resets-first-16-tensors",
     f"Module/Optimizer.zero_grad reset only the first {LIST_CHUNK} parameters (a long list's last chunk dropped)",
-    _zero_grad_first_chunk,
+    lambda mp: _patch_zero_grad(mp, first=LIST_CHUNK),
 )
 STEP_FIRST_CHUNK = Mutant(
     "step-updates-first-16-tensors",
