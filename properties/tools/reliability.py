@@ -14,6 +14,7 @@ torch comes to failing (the largest error ÷ tolerance of any comparison that pa
     python -m properties.reliability --soak                     # 1 chunk: 2000 examples per @given test
     python -m properties.reliability --soak --chunks 10 --start 0 --jobs 2
     python -m properties.reliability --soak --families backward_accumulates precision --examples 500
+    python -m properties.reliability --soak --families bounds --dtype float16   # low precision only in float16
     python -m properties.reliability --soak --render            # only re-aggregate the chunks already run
 
 Chunk i is one pytest subprocess (-n 0) with --hypothesis-seed=START+i over the default suite's
@@ -22,9 +23,11 @@ recipe under each option set), run under properties.tools.soak_plugin: every @gi
 --examples examples (--distributed-examples for the distributed family, where an example is one
 window), and a failing example is recorded and the test goes on; tests without @given run once
 per chunk, as usual, and one that fails is listed apart. Each finished chunk is saved as
-reports/soak/chunk-<seed>.json (chunk-<seed>-<family+family>.json with --families) and skipped by
-later invocations (unless --fresh), so a soak can be stopped and resumed; a test run twice under
-one seed is counted once. Every chunk file present is then aggregated into reports/soak.json and
+reports/soak/chunk-<seed>.json (chunk-<seed>-<family+family>.json with --families, -<dtype> added
+with --dtype) and skipped by later invocations (unless --fresh), so a soak can be stopped and
+resumed; a test run twice under one seed (and one --dtype) is counted once. --dtype NAME makes every
+strategy that may draw a low-precision dtype draw only NAME, so that a per-dtype target is met
+without running the float64 examples again. Every chunk file present is then aggregated into reports/soak.json and
 reports/soak.md: per family the examples (per dtype), false failures, the worst error ÷ tolerance
 and where, examples per second and whether the target is met (≥ 20,000 examples per dtype;
 ≥ 2,000 windows for distributed), then every failure with its case and reproduce command.
@@ -137,29 +140,31 @@ def select_families(files: dict[str, str], names: Optional[Iterable[str]]) -> di
     return {name: files[name] for name in files if name in wanted}
 
 
-def chunk_path(directory: Path, seed: int, families: Optional[list[str]]) -> Path:
-    """reports/soak/chunk-<seed>.json; with --families, chunk-<seed>-<family+family>.json."""
-    suffix = f"-{'+'.join(families)}" if families else ""
+def chunk_path(directory: Path, seed: int, families: Optional[list[str]], dtype: Optional[str] = None) -> Path:
+    """reports/soak/chunk-<seed>.json; with --families, chunk-<seed>-<family+family>.json; with --dtype, -<dtype> after."""
+    suffix = (f"-{'+'.join(families)}" if families else "") + (f"-{dtype}" if dtype else "")
     return directory / "soak" / f"chunk-{seed}{suffix}.json"
 
 
-def soak_pytest_args(record: Path, examples: int, window_examples: int) -> tuple[str, ...]:
-    """The pytest options of one chunk beyond run_pytest's own: the soak plugin and its example counts."""
+def soak_pytest_args(record: Path, examples: int, window_examples: int, dtype: Optional[str] = None) -> tuple[str, ...]:
+    """The pytest options of one chunk beyond run_pytest's own: the soak plugin, its example counts and dtype pin."""
     return (
         "-p",
         "properties.tools.soak_plugin",
         f"--soak-record={record}",
         f"--soak-examples={examples}",
+        *((f"--soak-dtype={dtype}",) if dtype else ()),
         *(f"--soak-examples-for={family}={window_examples}" for family in WINDOW_FAMILIES),
         "-m",
         "not meta and not xfail",  # a registered deviation fails by design: the soak is about sound behaviour
     )
 
 
-def soak_reproduce(nodeid: str, seed, examples: Optional[int]) -> str:
+def soak_reproduce(nodeid: str, seed, examples: Optional[int], dtype: Optional[str] = None) -> str:
     """The command that re-runs one test's soak: it draws the same examples and lists its failures in the summary."""
     count = f" --soak-examples={examples}" if examples else ""
-    return f"pytest -p properties.tools.soak_plugin{count} '{nodeid}' --hypothesis-seed={seed}"
+    pin = f" --soak-dtype={dtype}" if dtype else ""
+    return f"pytest -p properties.tools.soak_plugin{count}{pin} '{nodeid}' --hypothesis-seed={seed}"
 
 
 def current_commit() -> Optional[str]:
@@ -171,7 +176,9 @@ def current_commit() -> Optional[str]:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def run_chunk(seed: int, files: list[str], *, examples: int, window_examples: int, timeout: float) -> dict:
+def run_chunk(
+    seed: int, files: list[str], *, examples: int, window_examples: int, timeout: float, dtype: Optional[str] = None
+) -> dict:
     """One chunk: the soak over `files` with this seed; its records, or status 'error' and the output's tail."""
     import hypothesis
     import torch
@@ -179,7 +186,7 @@ def run_chunk(seed: int, files: list[str], *, examples: int, window_examples: in
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory(prefix="soak-") as scratch:
         record = Path(scratch) / "soak.json"
-        extra = soak_pytest_args(record, examples, window_examples)
+        extra = soak_pytest_args(record, examples, window_examples, dtype)
         run = run_pytest(extra, profile=SOAK_PROFILE, seed=str(seed), xdist=False, timeout=timeout, paths=files)
         soaked = json.loads(record.read_text()) if record.exists() else None
     shown = [a for a in extra if not a.startswith("--soak-record")]
@@ -187,6 +194,7 @@ def run_chunk(seed: int, files: list[str], *, examples: int, window_examples: in
         "seed": seed,
         "examples": examples,
         "window_examples": window_examples,
+        "dtype": dtype,
         "files": list(files),
         "torch": torch.__version__,
         "hypothesis": hypothesis.__version__,
@@ -256,14 +264,14 @@ def target(row: dict) -> tuple[bool, str]:
 def aggregate(chunks: list[dict], command: str = "") -> dict:
     """All chunks into one report: per family counts, dtypes, failures, worst error ÷ tolerance; every failure.
 
-    The same test run twice under the same seed (two chunk files of one seed) draws the same
-    examples: only its run with the most examples counts.
+    The same test run twice under the same seed and dtype pin (two chunk files of one seed) draws
+    the same examples: only its run with the most examples counts.
     """
-    best: dict[tuple[str, str], tuple[dict, dict]] = {}
+    best: dict[tuple[str, str, str, str], tuple[dict, dict]] = {}
     duplicates = 0
     for chunk in chunks:
         for test in chunk.get("tests", []):
-            key = (str(chunk.get("seed")), test["nodeid"], test.get("when", "call"))
+            key = (str(chunk.get("seed")), chunk.get("dtype") or "", test["nodeid"], test.get("when", "call"))
             if key in best:
                 duplicates += 1
                 if (test.get("soak") or {}).get("examples", 0) <= (best[key][1].get("soak") or {}).get("examples", 0):
@@ -271,7 +279,7 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
             best[key] = (chunk, test)
     families: dict[str, dict] = {}
     failures, others = [], []
-    for (seed, nodeid, _when), (_chunk, test) in sorted(best.items(), key=lambda item: (item[0][1], item[0][0])):
+    for (seed, pin, nodeid, _when), (_chunk, test) in sorted(best.items(), key=lambda item: (item[0][2], item[0][0], item[0][1])):
         soak = test.get("soak") or {}
         if not soak.get("given"):
             if test.get("outcome") in ("failed", "xpassed"):
@@ -310,7 +318,7 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
                     "when": test.get("when", "call"),
                     "outcome": "failed",
                     "message": test.get("message", ""),
-                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples")),
+                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples"), pin or None),
                 }
             )
         for failure in soak["failures"]:
@@ -320,7 +328,7 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
                     "test": nodeid,
                     "seed": seed,
                     **failure,
-                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples")),
+                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples"), pin or None),
                 }
             )
         kept = len(soak["failures"])
@@ -336,7 +344,7 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
                     "excess": None,
                     "error": "",
                     "message": f"{soak['failure_count'] - kept} more failures not kept (--soak-keep)",
-                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples")),
+                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples"), pin or None),
                 }
             )
     rows = []
@@ -511,17 +519,22 @@ def soak(args, command: str, progress: Callable[[str], None]) -> int:
         examples = args.examples
         window_examples = args.distributed_examples or max(1, examples // 10)
         seeds = range(args.start, args.start + args.chunks)
-        todo = [s for s in seeds if args.fresh or not chunk_path(directory, s, names).exists()]
+        todo = [s for s in seeds if args.fresh or not chunk_path(directory, s, names, args.dtype).exists()]
         for seed in sorted(set(seeds) - set(todo)):
-            progress(f"chunk {seed}: already in {chunk_path(directory, seed, names)}, skipped (--fresh redoes it)")
+            progress(f"chunk {seed}: already in {chunk_path(directory, seed, names, args.dtype)}, skipped (--fresh redoes it)")
 
         def one(seed: int) -> dict:
             chunk = run_chunk(
-                seed, list(files.values()), examples=examples, window_examples=window_examples, timeout=args.timeout or 24 * 3600
+                seed,
+                list(files.values()),
+                examples=examples,
+                window_examples=window_examples,
+                timeout=args.timeout or 24 * 3600,
+                dtype=args.dtype,
             )
             chunk["invocation"] = command
             if chunk["status"] == "ok":
-                path = chunk_path(directory, seed, names)
+                path = chunk_path(directory, seed, names, args.dtype)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(chunk, indent=1) + "\n")
             given = [t["soak"] for t in chunk["tests"] if (t.get("soak") or {}).get("given")]
@@ -566,6 +579,11 @@ def parser() -> argparse.ArgumentParser:
     )
     soak_group.add_argument("--chunks", type=int, default=1, help="chunks to run (default: 1)")
     soak_group.add_argument("--families", nargs="+", metavar="NAME", help="only these families (module names)")
+    soak_group.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        help="strategies that may draw low precision draw only this dtype (chunk files get -DTYPE)",
+    )
     soak_group.add_argument("--fresh", action="store_true", help="run chunks again even when their file exists")
     soak_group.add_argument("--render", action="store_true", help="only aggregate the chunk files already there")
     soak_group.add_argument(

@@ -8,6 +8,9 @@ Load it with `-p properties.tools.soak_plugin`. Its options:
   --soak-record PATH           write the per-test records as JSON to PATH at the end of the session
                                (by the xdist controller, from the reports the workers send back)
   --soak-keep N                keep at most N failure records per test (default 1000; all are counted)
+  --soak-dtype NAME            every `properties.strategies.dtypes()` that may draw low precision draws only
+                               NAME (float32, float16 or bfloat16): a per-dtype target met without the
+                               float64 examples; tests that draw no dtype run as usual
 
 Each @given test runs with Hypothesis only generating (phases explicit and generate, no
 database, no deadline, not derandomized, every health check suppressed) and its body
@@ -284,6 +287,13 @@ def pytest_addoption(parser):
         metavar="FAMILY=N",
         help="max_examples for the @given tests of one family (repeatable)",
     )
+    group.addoption(
+        "--soak-dtype",
+        default=None,
+        choices=DTYPE_NAMES[1:],
+        metavar="NAME",
+        help="low-precision dtype draws only this dtype: " + ", ".join(DTYPE_NAMES[1:]),
+    )
     group.addoption("--soak-record", metavar="PATH", default=None, help="write the per-test records as JSON to PATH")
     group.addoption(
         "--soak-keep",
@@ -306,8 +316,60 @@ def family_examples(config) -> dict[str, int]:
     return result
 
 
+def pinned_dtypes(original: Callable, name: str) -> Callable:
+    """`properties.strategies.dtypes` drawing only `name` wherever it may draw low precision and the device runs it."""
+    import torch
+    from hypothesis import strategies as st
+
+    from properties.strategies import supported_dtypes
+
+    dtype = getattr(torch, name)
+
+    @functools.wraps(original)
+    def dtypes(*, low_precision: bool = True, device: str = "cpu"):
+        if low_precision and dtype in supported_dtypes(device):
+            return st.just(dtype)
+        return original(low_precision=low_precision, device=device)
+
+    dtypes.soak_original = original
+    return dtypes
+
+
+def pin_dtype(name: str) -> None:
+    """Replace `dtypes` in properties.strategies and in every loaded module that imported it (before collection)."""
+    import sys
+
+    from properties import strategies
+
+    original = getattr(strategies.dtypes, "soak_original", strategies.dtypes)
+    pinned = pinned_dtypes(original, name)
+    for module in list(sys.modules.values()):
+        if (
+            getattr(module, "__dict__", {}).get("dtypes") is original or module is strategies
+        ):  # __dict__: some modules' __getattr__ raises
+            module.dtypes = pinned
+
+
+def unpin_dtype() -> None:
+    """Give every module that holds the pinned `dtypes` the original back."""
+    import sys
+
+    for module in list(sys.modules.values()):
+        original = getattr(getattr(module, "__dict__", {}).get("dtypes"), "soak_original", None)
+        if original is not None:
+            module.dtypes = original
+
+
+def pytest_unconfigure(config):
+    """Leave the strategies as they were."""
+    if config.getoption("soak_dtype", default=None):
+        unpin_dtype()
+
+
 def pytest_configure(config):
-    """Register the collector on the controller (it records, writes and prints a summary)."""
+    """Pin the low-precision dtype if asked; register the collector on the controller (it records, writes and prints a summary)."""
+    if config.getoption("soak_dtype", default=None):
+        pin_dtype(config.getoption("soak_dtype"))
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Collector(config), "soak-collector")
 
@@ -400,6 +462,7 @@ class Collector(audit_plugin.Recorder):
             "seed": None if seed is None else str(seed),
             "examples": self.config.getoption("soak_examples"),
             "examples_for": family_examples(self.config),
+            "dtype": self.config.getoption("soak_dtype"),
             "exitstatus": int(exitstatus),
             "tests": self.records,
         }

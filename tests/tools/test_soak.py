@@ -76,6 +76,28 @@ def test_the_plugin_records_every_failure_with_its_case_and_excess_and_the_run_g
     assert "[second] (error ÷ tolerance 3.5): n=9" in summary
 
 
+PINNED = """
+import torch
+from hypothesis import given
+from properties import strategies
+from properties.strategies import dtypes
+
+@given(low=dtypes(), high=dtypes(low_precision=False), module=strategies.dtypes())
+def test_pinned(low, high, module):
+    assert low == module == torch.float16 and high == torch.float64
+"""
+
+
+def test_a_dtype_pin_makes_every_low_precision_draw_that_dtype_and_is_undone_afterwards(pytester):
+    from properties import strategies
+
+    original = strategies.dtypes
+    pytester.makepyfile(test_pin=PINNED)
+    result = pytester.runpytest_inprocess("-p", "properties.tools.soak_plugin", "--soak-dtype=float16", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert strategies.dtypes is original
+
+
 def test_the_dtype_of_an_example_is_found_in_a_case_a_dict_a_wrapper_or_a_dtype_and_else_is_not_guessed():
     case = Case(ModelSpec("linear", 1, 1), (1,), torch.float32)
     assert soak_plugin.example_dtype([case]) == "float32"
@@ -186,6 +208,8 @@ def test_chunks_aggregate_per_family_with_dtypes_failures_the_worst_excess_and_t
         "pytest -p properties.tools.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1"
     )
     assert [o["test"] for o in report["other_failures"]] == ["tests/test_a.py::plain"]
+    pinned = reliability.aggregate([*CHUNKS, {**CHUNKS[-1], "dtype": "float16"}])
+    assert pinned["duplicates_left_out"] == 1 and pinned["examples"] == 2800, "a dtype pin draws other examples"
 
 
 def test_the_soak_report_has_a_row_per_family_and_lists_each_failure_with_its_case_and_reproduce_command():
@@ -206,8 +230,8 @@ def test_the_soak_report_has_a_row_per_family_and_lists_each_failure_with_its_ca
 def test_a_saved_chunk_is_skipped_the_others_run_and_every_chunk_file_is_aggregated(tmp_path, monkeypatch, capsys):
     ran = []
 
-    def run_chunk(seed, files, *, examples, window_examples, timeout):
-        ran.append((seed, tuple(files), examples, window_examples))
+    def run_chunk(seed, files, *, examples, window_examples, timeout, dtype=None):
+        ran.append((seed, tuple(files), examples, window_examples) + ((dtype,) if dtype else ()))
         return chunk(seed, [soaked("tests/test_tutorial.py::t", "tutorial", examples, {"n/a": examples})])
 
     monkeypatch.setattr(reliability, "run_chunk", run_chunk)
@@ -222,6 +246,9 @@ def test_a_saved_chunk_is_skipped_the_others_run_and_every_chunk_file_is_aggrega
     assert report["command"].endswith("--examples 30 --output " + str(tmp_path))
     assert "| tutorial | 1 | 30 |" in (tmp_path / "soak.md").read_text()
     assert reliability.main(["--render", "--output", str(tmp_path)]) == 0 and len(ran) == 1
+    assert reliability.main([*argv, "--dtype", "float16"]) == 0, "a dtype pin is a chunk of its own"
+    assert ran[1:] == [(5, ("tests/test_tutorial.py",), 30, 3, "float16"), (6, ("tests/test_tutorial.py",), 30, 3, "float16")]
+    assert (tmp_path / "soak" / "chunk-6-tutorial-float16.json").exists()
     with pytest.raises(SystemExit, match="unknown family"):
         reliability.main(["--soak", "--families", "no_such_family", "--output", str(tmp_path)])
 
