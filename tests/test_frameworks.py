@@ -34,13 +34,15 @@ def marks(framework: str, key: str) -> list:
 
 
 CONFIGURATIONS = [
-    pytest.param(configuration, marks=marks(name, configuration.key), id=f"{name}:{configuration.key}")
+    pytest.param(configuration, marks=marks(name, configuration.key), id=configuration.id)
     for name in MODULES
     for configuration in configurations(name)
 ]
 
 # The measured table: (framework, configuration, dataset rows, batch size, k, ‖.grad‖ ÷ ‖mean-loss gradient‖ per step).
-# None where the ratio depends on the data (a window with the short last batch weighs its rows unequally).
+# None where the ratio depends on the data (a window with the short last batch weighs its rows unequally; padded
+# token sequences count unequal tokens in equal batches). A configuration ':tokens' runs on token sequences of
+# lengths 3, 1, 4, 2, 5, 1, 3 … (check.EDGE_LENGTHS), loss = cross-entropy over the labels ≠ -100.
 TABLE = [
     ("pytorch-lightning", "accumulate_grad_batches", 10, 2, 2, (1.0, 1.0, 0.5)),
     ("pytorch-lightning", "accumulate_grad_batches", 7, 3, 2, (1.0, 0.5)),
@@ -50,13 +52,18 @@ TABLE = [
     ("transformers", "num-items", 7, 3, 2, (1.0, 1.0)),
     ("transformers", "num-items", 7, 2, 2, (1.0, 1.0)),
     ("transformers", "num-items", 5, 2, 3, (1.0,)),
+    ("transformers", "mean-loss:tokens", 10, 2, 2, (None, None, 1.0)),
+    ("transformers", "mean-loss:tokens", 4, 2, 2, (None,)),
+    ("transformers", "num-items:tokens", 10, 2, 2, (1.0, 1.0, 1.0)),
+    ("transformers", "num-items:tokens", 7, 3, 2, (1.0, 1.0)),
     ("accelerate", "accumulate", 10, 2, 2, (1.0, 1.0, 0.5)),
     ("accelerate", "accumulate", 7, 3, 2, (1.0, 0.5)),
 ]
 
 
 def configuration_of(framework: str, key: str):
-    return next(c for c in configurations(framework) if c.key == key)
+    """The bundled configuration 'framework:key' ('transformers:mean-loss:tokens' for token data)."""
+    return next(c for c in configurations(framework) if c.id == f"{framework}:{key}")
 
 
 @pytest.mark.parametrize("configuration", CONFIGURATIONS)
@@ -68,15 +75,18 @@ def test_each_framework_configuration_steps_like_one_full_batch_step_per_window(
 
 @pytest.mark.parametrize(
     "framework, key, rows, batch_size, k, ratios",
-    [pytest.param(*row, marks=marks(row[0], row[1]), id=f"{row[0]}:{row[1]}:N={row[2]},B={row[3]},k={row[4]}") for row in TABLE],
+    [
+        pytest.param(*row, marks=marks(row[0], row[1].split(":")[0]), id=f"{row[0]}:{row[1]}:N={row[2]},B={row[3]},k={row[4]}")
+        for row in TABLE
+    ],
 )
 def test_the_measured_table_reproduces_on_the_installed_frameworks(framework, key, rows, batch_size, k, ratios):
-    from properties.frameworks.cases import FrameworkCase, with_call
-    from properties.frameworks.check import EDGE_MODEL, Search
+    from properties.frameworks.cases import with_call
+    from properties.frameworks.check import Search, edge_example
 
     configuration = configuration_of(framework, key)
     search = Search(configuration)
-    example = with_call(FrameworkCase.of(EDGE_MODEL, rows, batch_size, k), configuration.call)
+    example = with_call(edge_example(configuration, rows, batch_size, k), configuration.call)
     finding = search.finding(example, shrunk=False)
     verdict = finding.verdict
     if verdict.outcome == "pass":
@@ -217,6 +227,7 @@ def test_the_conformance_report_shows_each_property_s_result_the_counterexample_
                 "framework": "pytorch-lightning",
                 "version": "2.6.6",
                 "key": "accumulate_grad_batches",
+                "id": "pytorch-lightning:accumulate_grad_batches",
                 "configuration": "Trainer(accumulate_grad_batches=k), LightningModule as documented",
                 "examples": 51,
                 "results": results,
@@ -238,6 +249,7 @@ def test_the_conformance_report_shows_each_property_s_result_the_counterexample_
             {
                 "framework": "pytorch-lightning",
                 "key": "accumulate_grad_batches",
+                "id": "pytorch-lightning:accumulate_grad_batches",
                 "dataset_rows": 7,
                 "batch_size": 3,
                 "k": 2,

@@ -3,11 +3,14 @@
 `FrameworkCase` is a `RecipeCase` whose micro-batches are what a sequential `DataLoader(dataset,
 batch_size=B)` yields, epoch after epoch, and whose windows restart at every epoch (as each
 framework's do): the recipe checker's observation, reference, properties and likely causes apply
-to it unchanged. Its one-line description states the framework call that ran it.
+to it unchanged. Its one-line description states the framework call that ran it. The rows are the
+suite's regression rows (a `Case`, loss MSE) or padded token sequences (a `UserCase` of the token
+model, loss = cross-entropy over the labels ≠ ignore_index).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -19,10 +22,16 @@ from properties.models import ModelSpec
 from properties.recipes.examples import RecipeCase
 from properties.recipes.full_batch import full_batch_steps
 from properties.recipes.hyperparameters import OptimizerChoice
+from properties.recipes.losses import token_cross_entropy
 from properties.recipes.observation import Observation
 from properties.recipes.options import MODEL_KINDS
+from properties.recipes.tokens import PAD, TokenModelFactory, padded
 from properties.recipes.trace import Run, observe
+from properties.recipes.user_case import UserCase
 from properties.strategies import model_specs, seeds
+
+TOKEN_MODEL = TokenModelFactory(vocab=8, width=4)
+TOKEN_LOSS = token_cross_entropy()
 
 SGD = OptimizerChoice("SGD")
 
@@ -58,6 +67,16 @@ class FrameworkCase(RecipeCase):
         sizes = dataloader_sizes(rows, batch_size) * epochs
         return cls(Case(model, sizes, dtype, seed), k, SGD, rows_per_epoch=rows, batch_size=batch_size, epochs=epochs, call=call)
 
+    @classmethod
+    def of_tokens(
+        cls, lengths: tuple[int, ...], batch_size: int, k: int, epochs: int = 1, seed: int = 0, call: str = ""
+    ) -> "FrameworkCase":
+        """Padded token sequences of these lengths (one row each) as the dataset, the token model, token cross-entropy."""
+        data = padded(tuple(lengths), max(lengths), TOKEN_MODEL.vocab, seed, TOKEN_LOSS.fn.ignore_index)
+        sizes = dataloader_sizes(len(lengths), batch_size) * epochs
+        case = UserCase(TOKEN_MODEL, data, sizes, TOKEN_LOSS, torch.float64, seed)
+        return cls(case, k, SGD, loss=TOKEN_LOSS, rows_per_epoch=len(lengths), batch_size=batch_size, epochs=epochs, call=call)
+
     @property
     def sizes(self) -> tuple[int, ...]:
         """Every batch the run sees: the case holds the whole run's (one epoch's, E times over)."""
@@ -78,9 +97,9 @@ class FrameworkCase(RecipeCase):
         return dataloader_sizes(self.rows_per_epoch, self.batch_size)
 
     @property
-    def epoch(self) -> Case:
+    def epoch(self) -> Case | UserCase:
         """One epoch's case: its rows are the dataset (the whole run sees them once per epoch)."""
-        return Case(self.case.model, self.epoch_sizes, self.case.dtype, self.case.seed, self.case.device)
+        return dataclasses.replace(self.case, sizes=self.epoch_sizes)
 
     def micro_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The batches the DataLoader yields in the whole run: one epoch's, E times over."""
@@ -107,14 +126,28 @@ class FrameworkCase(RecipeCase):
             ", ".join(str(self.case.sizes[j]) for j in window)
             for window in self.all_windows[: len(self.all_windows) // self.epochs]
         )
+        tokens = isinstance(self.case, UserCase)
+        counted = f" holding {self.epoch.counts()} counted tokens" if tokens else ""
         parts = [
             self.call or f"batch_size={self.batch_size}, k={self.k}, epochs={self.epochs}",
-            f"dataset of {self.rows_per_epoch} row{'s' if self.rows_per_epoch != 1 else ''} → batches {sizes}, windows [{windows}]"
+            f"dataset of {self.rows_per_epoch} {'sequence' if tokens else 'row'}{'s' if self.rows_per_epoch != 1 else ''}"
+            + (f" of lengths {self.lengths}" if tokens else "")
+            + f" → batches {sizes}{counted}, windows [{windows}]"
             + (f" in each of {self.epochs} epochs" if self.epochs > 1 else ""),
-            f"model {self.case.model!r}, {dtype_name(self.case.dtype)}, seed {self.case.seed}",
+            f"model {self.case.model if tokens else repr(self.case.model)}, "
+            + (f"{self.loss!r}, " if tokens else "")
+            + f"{dtype_name(self.case.dtype)}, seed {self.case.seed}",
             repr(self.optimizer),
         ]
         return "; ".join(parts)
+
+    @property
+    def lengths(self) -> tuple[int, ...]:
+        """Each token sequence's length (its tokens before the padding); the rows' count for regression rows."""
+        if not isinstance(self.case, UserCase):
+            return (1,) * self.rows_per_epoch
+        x = self.case.data[0]
+        return tuple(int(n) for n in (x != PAD).sum(dim=1))
 
 
 def epoch_by_epoch_reference(example: FrameworkCase):
@@ -161,8 +194,34 @@ def framework_cases(
     return draw()
 
 
+def token_framework_cases(
+    describe,
+    *,
+    max_rows: int = 8,
+    max_batch_size: int = 3,
+    max_k: int = 3,
+    max_epochs: int = 2,
+    max_length: int = 5,
+) -> st.SearchStrategy[FrameworkCase]:
+    """Padded token sequences of drawn lengths (so equal batches count unequal tokens), B, k, epochs, seed."""
+
+    @st.composite
+    def draw(draw_) -> FrameworkCase:
+        rows, batch_size = draw_(st.integers(1, max_rows)), draw_(st.integers(1, max_batch_size))
+        k, epochs, seed = draw_(st.integers(1, max_k)), draw_(st.integers(1, max_epochs)), draw_(seeds())
+        lengths = tuple(draw_(st.lists(st.integers(1, max_length), min_size=rows, max_size=rows)))
+        return with_call(FrameworkCase.of_tokens(lengths, batch_size, k, epochs, seed), describe)
+
+    return draw()
+
+
+def cases_for(configuration) -> st.SearchStrategy[FrameworkCase]:
+    """The examples a configuration is checked on: token sequences for token data, the suite's rows otherwise."""
+    if configuration.data == "tokens":
+        return token_framework_cases(configuration.call)
+    return framework_cases(configuration.call)
+
+
 def with_call(example: FrameworkCase, describe) -> FrameworkCase:
     """The example with `call` set to the framework call `describe` states for it."""
-    import dataclasses
-
     return dataclasses.replace(example, call=describe(example))

@@ -20,7 +20,7 @@ from typing import Optional
 from hypothesis import HealthCheck, Phase, errors, find, settings
 
 from properties.frameworks.behaviours import BEHAVIOURS, unexplained
-from properties.frameworks.cases import FrameworkCase, FrameworkObservation, framework_cases, with_call
+from properties.frameworks.cases import FrameworkCase, FrameworkObservation, cases_for, with_call
 from properties.frameworks.configuration import Configuration, FrameworkRun
 from properties.frameworks.deviations import Deviation, registered
 from properties.models import ModelSpec
@@ -33,6 +33,8 @@ DEFAULT_EXAMPLES = 30
 # The measured set-ups: (dataset rows, batch size, k) with a short last batch or a short last window.
 EDGE_SETUPS = ((10, 2, 2), (7, 3, 2), (7, 2, 2), (5, 2, 3))
 EDGE_MODEL = ModelSpec("linear", 3, 1)
+# Token sequences' lengths in the edge examples (row i has EDGE_LENGTHS[i]): equal batches count unequal tokens.
+EDGE_LENGTHS = (3, 1, 4, 2, 5, 1, 3, 2, 4, 5)
 
 
 class FrameworkError(RecipeError):
@@ -113,6 +115,13 @@ def step_ratios(observation: FrameworkObservation) -> tuple[float, ...]:
     return tuple(ratios)
 
 
+def edge_example(configuration: Configuration, rows: int, batch_size: int, k: int) -> FrameworkCase:
+    """N rows in batches of B, k a window, one epoch, seed 0: Linear(3→1) rows, or token sequences of EDGE_LENGTHS."""
+    if configuration.data == "tokens":
+        return FrameworkCase.of_tokens(EDGE_LENGTHS[:rows], batch_size, k)
+    return FrameworkCase.of(EDGE_MODEL, rows, batch_size, k)
+
+
 class Search:
     """The examples of one configuration, observed once each and judged against the registered deviations."""
 
@@ -148,10 +157,9 @@ class Search:
         return Verdict("fail", names, None, ratios)
 
     def edge_examples(self) -> list[FrameworkCase]:
-        """The measured set-ups with a short last batch or window, on Linear(3→1), float64, seed 0, one epoch."""
-        return [
-            with_call(FrameworkCase.of(EDGE_MODEL, rows, batch, k), self.configuration.call) for rows, batch, k in EDGE_SETUPS
-        ]
+        """The measured set-ups with a short last batch or window, on Linear(3→1) (token data: sequences of EDGE_LENGTHS),
+        float64, seed 0, one epoch."""
+        return [with_call(edge_example(self.configuration, *setup), self.configuration.call) for setup in EDGE_SETUPS]
 
     def find(self, outcome: str, max_examples: int, shrink: bool) -> Optional[FrameworkCase]:
         """The first drawn example judged `outcome` (shrunk when asked), or None within max_examples."""
@@ -166,9 +174,7 @@ class Search:
             report_multiple_bugs=False,
         )
         try:
-            return find(
-                framework_cases(self.configuration.call), lambda e: self.judge(e).outcome == outcome, settings=search_settings
-            )
+            return find(cases_for(self.configuration), lambda e: self.judge(e).outcome == outcome, settings=search_settings)
         except errors.NoSuchExample:
             return None
 

@@ -59,7 +59,9 @@ class Configuration:
     the `dataset` (x, y) for `example.epochs` epochs in batches of `example.batch_size`, k a window;
     `call(example)` states that set-up in the framework's own terms; `documented` says what the
     framework documents for it and `source` where; `hints(observation)` adds likely causes in the
-    framework's terms to a failure.
+    framework's terms to a failure. `data` is what the checker draws for it: "rows" (the suite's models
+    on regression rows, loss = MSE) or "tokens" (padded token sequences with ignore_index labels, a
+    token model, loss = cross-entropy over the counted tokens).
     """
 
     framework: Framework
@@ -70,14 +72,20 @@ class Configuration:
     documented: str
     source: str
     hints: Optional[Callable] = field(default=None, compare=False)
+    data: str = "rows"
 
     @property
     def label(self) -> str:
         """'pytorch-lightning: Trainer(accumulate_grad_batches=k), module as documented'."""
         return f"{self.framework.distribution}: {self.name}"
 
+    @property
+    def id(self) -> str:
+        """'transformers:num-items', with ':tokens' added for token data."""
+        return f"{self.framework.distribution}:{self.key}" + ("" if self.data == "rows" else f":{self.data}")
+
     def __repr__(self) -> str:
-        return f"{self.framework.distribution}:{self.key}"
+        return self.id
 
 
 class FrameworkRun:

@@ -5,7 +5,10 @@ A transformers set-up to check is a model class written as the Trainer documenta
 with "loss". Two loss paths are bundled: a model that takes `num_items_in_batch` and divides the
 summed loss by it (the documented way), and one whose loss is the batch's mean
 (`accepts_loss_kwargs = False`). A `compute_loss_func` (the Trainer's other documented way) can
-be passed instead. The Trainer gets the checker's optimizer, a constant learning rate, no warm-up,
+be passed instead. The same two loss paths are bundled for a token model on padded sequences whose
+labels are ignore_index (-100) on padding: cross-entropy summed over the counted tokens and divided
+by num_items_in_batch (the window's count of labels ≠ -100, as the Trainer computes it), and the
+per-batch mean over counted tokens. The Trainer gets the checker's optimizer, a constant learning rate, no warm-up,
 weight decay or clipping (max_grad_norm=0), sequential sampling, no logging, saving or reporting.
 """
 
@@ -59,6 +62,43 @@ class ClaimsItemCount(MeanLossRegressor):
 
     def forward(self, x, labels=None, num_items_in_batch=None):
         return super().forward(x, labels)
+
+
+def token_loss(logits, labels, reduction: str = "mean"):
+    """Cross-entropy over the labels ≠ -100 (the Trainer's ignore index): their mean, or their sum."""
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction=reduction)
+
+
+class ItemCountTokenModel(nn.Module):
+    """Loss = Σ token cross-entropy over labels ≠ -100 ÷ num_items_in_batch, the window's count of such labels."""
+
+    accepts_loss_kwargs = True
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x, labels=None, num_items_in_batch=None):
+        logits = self.module(x)
+        if labels is None:
+            return {"logits": logits}
+        if num_items_in_batch is None:
+            return {"loss": token_loss(logits, labels), "logits": logits}
+        return {"loss": token_loss(logits, labels, "sum") / num_items_in_batch, "logits": logits}
+
+
+class MeanTokenModel(nn.Module):
+    """Loss = the batch's mean token cross-entropy over its labels ≠ -100; takes no num_items_in_batch."""
+
+    accepts_loss_kwargs = False
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x, labels=None):
+        logits = self.module(x)
+        return {"logits": logits} if labels is None else {"loss": token_loss(logits, labels), "logits": logits}
 
 
 class LogitsRegressor(nn.Module):
@@ -133,11 +173,18 @@ def loss_path(model_class, compute_loss_func, trainer_class) -> str:
 
 
 def trainer(
-    model_class=ItemCountRegressor, *, name: str | None = None, trainer_class=None, compute_loss_func=None, **training_arguments
+    model_class=ItemCountRegressor,
+    *,
+    name: str | None = None,
+    trainer_class=None,
+    compute_loss_func=None,
+    data: str = "rows",
+    **training_arguments,
 ) -> Configuration:
     """A Trainer configuration: `model_class(module)` (or the model plus a compute_loss_func), TrainingArguments options.
 
-    The key deviations are registered under is the Trainer's loss path for this model (see loss_path).
+    The key deviations are registered under is the Trainer's loss path for this model (see loss_path);
+    data="tokens" checks it on padded token sequences (the model's loss a token cross-entropy).
     """
     key = loss_path(model_class, compute_loss_func, trainer_class)
 
@@ -178,6 +225,7 @@ def trainer(
             "mean loss is divided by the number of batches in the window"
         ),
         source=DOCS,
+        data=data,
     )
 
 
@@ -189,6 +237,16 @@ CONFIGURATIONS = (
         compute_loss_func=summed_over_items,
         label_names=["labels"],
         name="Trainer(compute_loss_func=sum ÷ num_items_in_batch)",
+    ),
+    trainer(
+        ItemCountTokenModel,
+        data="tokens",
+        name="Trainer, padded tokens, model's loss = Σ token CE ÷ num_items_in_batch",
+    ),
+    trainer(
+        MeanTokenModel,
+        data="tokens",
+        name="Trainer, padded tokens, model's loss = per-batch mean token CE (accepts_loss_kwargs = False)",
     ),
 )
 

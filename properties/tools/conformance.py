@@ -49,7 +49,7 @@ def finding_json(finding) -> Optional[dict]:
         "batch_size": example.batch_size,
         "k": example.k,
         "epochs": example.epochs,
-        "model": repr(example.case.model),
+        "model": example.case.model if isinstance(example.case.model, str) else repr(example.case.model),
         "ratios": list(finding.verdict.ratios),
         "message": str(finding.error),
     }
@@ -63,6 +63,8 @@ def configuration_json(result) -> dict:
         "framework": configuration.framework.distribution,
         "version": result.version,
         "key": configuration.key,
+        "id": configuration.id,
+        "data": configuration.data,
         "configuration": configuration.name,
         "examples": result.examples,
         "results": {name: result.result(name) for name in PROPERTY_NAMES},
@@ -91,11 +93,13 @@ def measured(configuration) -> list[dict]:
     rows = []
     for example in search.edge_examples():
         verdict = search.judge(example)
-        windows = " ".join(str([example.case.sizes[j] for j in window]) for window in example.all_windows)
+        counts = example.epoch.counts() if configuration.data == "tokens" else list(example.epoch_sizes)
+        windows = " ".join(str([counts[j] for j in window]) for window in example.all_windows)
         rows.append(
             {
                 "framework": configuration.framework.distribution,
                 "key": configuration.key,
+                "id": configuration.id,
                 "dataset_rows": example.rows_per_epoch,
                 "batch_size": example.batch_size,
                 "k": example.k,
@@ -209,16 +213,18 @@ def render_markdown(report: dict) -> str:
         "## The measured set-ups",
         "",
         "Linear(3→1), float64, seed 0, one epoch, SGD(lr=0.1): ‖.grad‖ ÷ ‖gradient of the window's mean loss‖ at each "
-        "optimizer step (1 = right). Where a window holds the short last batch the ratio depends on the data.",
+        "optimizer step (1 = right). Where a window holds the short last batch the ratio depends on the data. Padded "
+        "tokens: sequences of lengths 3, 1, 4, 2, 5, 1, 3, 2, 4, 5 (the first N), the token model, cross-entropy over the "
+        "labels ≠ -100; a batch is shown by its counted tokens.",
         "",
-        "| framework | configuration | N, batch, k → the batches of each window | outcome | ratio per step |",
+        "| framework | configuration | N, batch, k → the batches of each window (rows; counted tokens) | outcome | ratio per step |",
         "|---|---|---|---|---|",
     ]
-    names = {(e["framework"], e["key"]): e["configuration"] for e in report["configurations"]}
+    names = {e["id"]: e["configuration"] for e in report["configurations"]}
     for row in report["measured"]:
         outcome = {"pass": "✓ pass", "fail": "✗ fail", "deviation": "⚠ known deviation"}[row["outcome"]]
         lines.append(
-            f"| {row['framework']} | {names[(row['framework'], row['key'])]} | {row['dataset_rows']}, {row['batch_size']}, "
+            f"| {row['framework']} | {names[row['id']]} | {row['dataset_rows']}, {row['batch_size']}, "
             f"{row['k']} → {row['windows']} | {outcome} | {ratios_text(row['ratios'])} |"
         )
     return "\n".join(lines) + "\n"

@@ -85,3 +85,31 @@ def test_with_no_deviation_registered_lightning_s_partial_window_fails_as_any_co
     monkeypatch.setattr(check, "registered", lambda *args: None)
     error = rejected(CONFIGURATIONS[0])
     assert "divided by k=2" in str(error) and "stepped exactly as the behaviour 'means ÷ k' predicts" in str(error), str(error)
+
+
+@needs("transformers")
+def test_a_token_model_that_averages_each_sequence_first_is_rejected_although_the_mean_loss_deviation_is_registered():
+    from torch import nn
+
+    from properties.frameworks.transformers_trainer import trainer
+
+    class SequenceMeans(nn.Module):
+        """Loss = the batch's mean over sequences of each sequence's mean token CE: rows weigh alike, not tokens."""
+
+        accepts_loss_kwargs = False
+
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, x, labels=None):
+            logits = self.module(x)
+            if labels is None:
+                return {"logits": logits}
+            per_token = nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
+            counted = (labels != -100).sum(dim=1).clamp(min=1)
+            return {"loss": (per_token.sum(dim=1) / counted).mean(), "logits": logits}
+
+    error = rejected(trainer(SequenceMeans, data="tokens"))
+    assert error.property == "gradients", str(error)
+    assert "Trainer(model=SequenceMeans(model)" in str(error) and "counted tokens" in str(error), str(error)
