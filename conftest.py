@@ -73,6 +73,7 @@ SLOW_FIRST = (
     "tests/meta/test_framework_controls.py",
     "tests/test_frameworks.py",
     "tests/test_distributed",
+    "tests/test_fsdp.py",
 )
 """Modules whose tests take seconds each (subprocesses, compilation, rank pools, frameworks): started first, so that
 pytest-xdist's workers do not finish the quick tests and then wait on one long test at the end."""

@@ -9,7 +9,9 @@ Four measurements:
                seconds per test, summed per family (test module) into examples per second
   replay       in that same run, each passing test's body is called again on the examples it drew,
                without Hypothesis; replay ratio = Hypothesis run seconds / plain replay seconds
-  suite        wall time of the default suite (tests/meta included) with `-n 0` and with `-n auto`
+  suite        wall time of the default suite (tests/meta included) with `-n 0` and with `-n auto`, and
+               where it goes, phase by phase per worker (properties.tools.timeline_plugin): start-up,
+               collection, fixture set-up, test calls, teardown, and the wait at the end
   scaling      seconds per example of one check (check_backward_sums by default) as the number of
                micro-batches k and the model width grow, measured in this process without Hypothesis
 """
@@ -120,19 +122,136 @@ def measure_throughput(profile: str, seed: Optional[str], timeout: float) -> dic
 
 
 def time_suite(workers: str, profile: str, timeout: float) -> dict:
-    """Wall seconds of the default suite (tests/meta included) with `-n workers`, as a user runs it."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", workers, f"--hypothesis-profile={profile}"]
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    seconds = time.perf_counter() - start
+    """Wall seconds of the default suite (tests/meta included) with `-n workers`, as a user runs it, and its phases."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        record = Path(scratch) / "timeline.json"
+        command = [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", workers, f"--hypothesis-profile={profile}"),
+            *("-p", "properties.tools.timeline_plugin", f"--timeline-record={record}"),
+        ]
+        started = time.time()
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        ended = time.time()
+        timeline = json.loads(record.read_text()) if record.exists() else None
     last = (done.stdout.strip().splitlines() or [""])[-1]
     summary = last.strip("= ")
-    return {"workers": workers, "seconds": round(seconds, 2), "returncode": done.returncode, "summary": summary}
+    result = {"workers": workers, "seconds": round(ended - started, 2), "returncode": done.returncode, "summary": summary}
+    if timeline is not None:
+        result["phases"] = phases(timeline, started, ended)
+        result["slowest_setups"] = slowest(timeline, "setup")
+        result["slowest_calls"] = slowest(timeline, "call")
+    return result
+
+
+TRIED = (
+    "Longest first under xdist (conftest.py SLOW_FIRST): the modules whose tests take seconds each (subprocess, compile, "
+    "rank pool, framework) start first, so neither worker ends on a long test while the other idles.",
+    "A recipe that raises on every example is recognised after max_examples runs instead of Hypothesis' rejection "
+    "budget (`recipe_tests.raises_on_every_example`): `pytest --recipe` on one went from 38 s to 9 s.",
+    "The rank pool forks its ranks from a forkserver that imports torch once, instead of three imports of torch per pool.",
+    "The transformers Trainer's gc.collect() at every train(): objects alive before a framework run are frozen "
+    "(gc.freeze()) while it runs (one Trainer example 0.25 s → 0.03 s).",
+    "Not done: one rank pool shared by the xdist workers (each worker starts its own forkserver and three ranks); the "
+    "pool serves one example at a time over pipes, so sharing it needs a broker and a lock.",
+)
+"""What was done against the fixed and per-worker costs, listed in the report beside the phases."""
+
+PHASES = (
+    ("start", "start-up: interpreter, torch and conftest imports (xdist: the controller, then the worker's own)"),
+    ("collection", "collection"),
+    ("scheduling", "from collected to the first test"),
+    ("setup", "fixture set-up (rank pools, models)"),
+    ("call", "test calls"),
+    ("teardown", "teardown"),
+    ("between", "between tests (reporting, scheduling)"),
+    ("end", "after the worker's last test: waiting for the other worker, session end, exit"),
+)
+
+
+def phases(timeline: dict, started: float, ended: float) -> dict[str, dict[str, float]]:
+    """Seconds per phase (PHASES) per worker ('main' with -n 0), from the timeline plugin's record; their sum is the wall."""
+    by_worker: dict[str, list[dict]] = defaultdict(list)
+    for report in timeline["reports"]:
+        if report["start"] is not None and report["stop"] is not None:
+            by_worker[report["worker"]].append(report)
+    result = {}
+    for worker, reports in sorted(by_worker.items()):
+        first, last = min(r["start"] for r in reports), max(r["stop"] for r in reports)
+        spent = {
+            when: sum(r["stop"] - r["start"] for r in reports if r["when"] == when) for when in ("setup", "call", "teardown")
+        }
+        marks = timeline["workers"].get(worker) or {}
+        ready = marks.get("ready") or timeline["session_start"] or started
+        collected = marks.get("collected") or timeline["collected"] or ready
+        row = {
+            "start": ready - started,
+            "collection": collected - ready,
+            "scheduling": first - collected,
+            **spent,
+            "between": (last - first) - sum(spent.values()),
+            "end": ended - last,
+        }
+        result[worker] = {name: round(max(value, 0.0), 2) for name, value in row.items()}
+    return result
+
+
+def slowest(timeline: dict, when: str, count: int = 5) -> list[dict]:
+    """The `count` longest reports of one phase ('setup', 'call'): nodeid, worker, seconds."""
+    rows = [
+        {"nodeid": r["nodeid"], "worker": r["worker"], "seconds": round(r["stop"] - r["start"], 2)}
+        for r in timeline["reports"]
+        if r["when"] == when and r["start"] is not None and r["stop"] is not None
+    ]
+    return sorted(rows, key=lambda r: -r["seconds"])[:count]
+
+
+def standing_in_the_way(serial: dict, parallel: dict) -> list[str]:
+    """What keeps -n auto from dividing -n 0's wall by the workers, in seconds read off the two runs' phases."""
+    one, many = serial.get("phases"), parallel.get("phases")
+    if not one or not many or len(one) != 1:
+        return []
+    (alone,) = one.values()
+    workers = len(many)
+    work = {name: sum(row[name] for row in many.values()) for name in ("setup", "call", "teardown")}
+    lines = []
+    ideal = (alone["setup"] + alone["call"] + alone["teardown"]) / workers + alone["start"] + alone["collection"]
+    lines.append(
+        f"Ideal: -n 0's set-up + calls + teardown ({alone['setup'] + alone['call'] + alone['teardown']:.1f} s) shared by "
+        f"{workers} workers, plus one start-up and collection ({alone['start'] + alone['collection']:.1f} s) = {ideal:.1f} s; "
+        f"measured {parallel['seconds']:.1f} s."
+    )
+    grown = {name: work[name] - alone[name] for name in work}
+    lines.append(
+        f"The same tests take longer on the workers: set-up {alone['setup']:.1f} → {work['setup']:.1f} s, calls "
+        f"{alone['call']:.1f} → {work['call']:.1f} s, teardown {alone['teardown']:.1f} → {work['teardown']:.1f} s in all "
+        f"({sum(grown.values()):+.1f} s): {workers} busy workers on {os.cpu_count()} cores, each also driving its own "
+        "rank pool's processes and torch's threads, so a core is shared."
+    )
+    start = max(row["start"] + row["collection"] + row["scheduling"] for row in many.values())
+    lines.append(
+        f"Fixed cost before a worker's first test: up to {start:.1f} s (-n 0: "
+        f"{alone['start'] + alone['collection'] + alone['scheduling']:.1f} s): the controller starts, then each worker "
+        "imports torch and the suite and collects every module again."
+    )
+    ends = [row["end"] for row in many.values()]
+    lines.append(
+        f"Imbalance at the end: the workers finished their last tests {max(ends) - min(ends):.1f} s apart "
+        "(the longest test left for last decides it)."
+    )
+    return lines
 
 
 def measure_suite(profile: str, timeout: float) -> dict:
     serial, parallel = time_suite("0", profile, timeout), time_suite("auto", profile, timeout)
-    return {"cores": os.cpu_count(), "n0": serial, "n_auto": parallel, "speedup": ratio(serial["seconds"], parallel["seconds"])}
+    return {
+        "cores": os.cpu_count(),
+        "n0": serial,
+        "n_auto": parallel,
+        "speedup": ratio(serial["seconds"], parallel["seconds"]),
+        "in_the_way": standing_in_the_way(serial, parallel),
+    }
 
 
 # --- scaling -------------------------------------------------------------------------------------
@@ -299,6 +418,9 @@ def render_markdown(report: dict) -> str:
             f"{aim(s['speedup'], AIMS['speedup'], below=False)} on {s['cores']} cores.",
             "",
         ]
+        lines += phase_table(s)
+    if report.get("tried"):
+        lines += ["## What was tried", ""] + [f"- {line}" for line in report["tried"]] + [""]
     if report.get("scaling"):
         c = report["scaling"]
         lines += [f"## Cost per example (`{c['check']}`, no Hypothesis)", "", "| micro-batches k | ms per example |", "|---|---|"]
@@ -323,6 +445,33 @@ def render_markdown(report: dict) -> str:
     for note in report.get("notes", []):
         lines += [f"Note: {note}", ""]
     return "\n".join(lines)
+
+
+def phase_table(suite: dict) -> list[str]:
+    """Seconds per phase: -n 0, then each -n auto worker; what stands in the way; the slowest set-ups and calls."""
+    columns = [("-n 0", row) for row in (suite["n0"].get("phases") or {}).values()]
+    columns += [(f"-n auto {worker}", row) for worker, row in sorted((suite["n_auto"].get("phases") or {}).items())]
+    if not columns:
+        return []
+    lines = [
+        "### Where the wall time goes, phase by phase",
+        "",
+        "| phase | " + " | ".join(name for name, _ in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for key, label in PHASES:
+        lines.append(f"| {label} | " + " | ".join(f"{row.get(key, 0):.1f}" for _, row in columns) + " |")
+    lines.append("| **wall** | " + " | ".join(f"**{sum(row.values()):.1f}**" for _, row in columns) + " |")
+    lines += ["", "Read off `properties.tools.timeline_plugin`'s record of each run (seconds).", ""]
+    lines += [f"- {line}" for line in suite.get("in_the_way", [])]
+    for key, title in (("slowest_setups", "Slowest set-ups"), ("slowest_calls", "Slowest calls")):
+        rows = suite["n_auto"].get(key) or []
+        if rows:
+            lines += [
+                "",
+                f"{title} under -n auto: " + "; ".join(f"`{r['nodeid']}` {r['seconds']:.1f} s ({r['worker']})" for r in rows),
+            ]
+    return lines + [""]
 
 
 def relative(path: Path) -> str:
@@ -392,6 +541,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         report["throughput"] = measure_throughput(args.profile, seed, args.timeout)
     if not args.skip_suite_timing:
         report["suite"] = measure_suite(args.profile, args.timeout)
+        report["tried"] = list(TRIED)
     if not args.skip_scaling:
         report["scaling"] = measure_scaling(args.scaling_check, args.repeats)
         plot = args.output / "bench.png"

@@ -182,6 +182,49 @@ def test_the_benchmark_sums_examples_and_seconds_per_family_and_fits_the_growth_
     assert "| a | 2 | 40 | 2 (5%) | 3.00 | 13.3 | 2.00 | 2.00 | 1.00 |" in text and "meets the aim" in text
 
 
+def test_the_benchmark_splits_each_worker_s_wall_time_into_phases_that_add_up_to_it():
+    def report(nodeid, when, start, stop, worker):
+        return {"nodeid": nodeid, "when": when, "start": start, "stop": stop, "worker": worker}
+
+    serial = {
+        "session_start": 102.0,
+        "collected": 103.0,
+        "workers": {},
+        "reports": [report("t::a", "setup", 103.0, 108.0, "main"), report("t::a", "call", 108.0, 110.0, "main")]
+        + [report("t::b", "call", 110.5, 112.0, "main")],
+    }
+    one = {"seconds": 14.0, "phases": bench.phases(serial, 100.0, 114.0)}
+    assert one["phases"]["main"] == {
+        "start": 2.0,
+        "collection": 1.0,
+        "scheduling": 0.0,
+        "setup": 5.0,
+        "call": 3.5,
+        "teardown": 0.0,
+        "between": 0.5,
+        "end": 2.0,
+    }
+    parallel = {
+        "session_start": 100.5,
+        "collected": 100.6,
+        "workers": {"gw0": {"ready": 103.0, "collected": 104.0}, "gw1": {"ready": 103.5, "collected": 104.0}},
+        "reports": [report("t::a", "setup", 104.0, 110.0, "gw0"), report("t::a", "call", 110.0, 112.0, "gw0")]
+        + [report("t::b", "call", 104.0, 106.0, "gw1")],
+    }
+    many = {"seconds": 13.0, "phases": bench.phases(parallel, 100.0, 113.0)}
+    assert all(sum(row.values()) == 13.0 for row in many["phases"].values())
+    assert many["phases"]["gw1"]["end"] == 7.0 and bench.slowest(parallel, "setup") == [
+        {"nodeid": "t::a", "worker": "gw0", "seconds": 6.0}
+    ]
+    lines = bench.standing_in_the_way(one, many)
+    assert "set-up 5.0 → 6.0 s" in lines[1] and "finished their last tests 6.0 s apart" in lines[3]
+    text = "\n".join(bench.phase_table({"n0": one, "n_auto": many, "in_the_way": lines}))
+    assert (
+        "| fixture set-up (rank pools, models) | 5.0 | 6.0 | 0.0 |" in text
+        and "| **wall** | **14.0** | **13.0** | **13.0** |" in text
+    )
+
+
 def test_an_example_counts_as_from_the_large_end_past_1024_elements_3_rows_8_layers_or_4_steps():
     from properties.case import Case
     from properties.models import ModelSpec
