@@ -60,3 +60,20 @@ def test_a_static_graph_ddp_under_join_with_a_rank_out_of_inputs_gives_the_full_
     case = data.draw(invariants.static_graph_join_cases(), label="case")
     assert defects.DDP_STATIC_GRAPH_JOIN_MISMATCH.applies(case), case
     invariants.check_window_gives_full_batch_gradient(rank_pool, case)
+
+
+@pytest.mark.parametrize("gradient_as_bucket_view", [False, True], ids=["copied", "bucket-view"])
+def test_small_buckets_split_the_model_into_several_buckets_each_all_reduced_once_per_window(rank_pool, gradient_as_bucket_view):
+    import torch
+
+    from properties.case import Case
+    from properties.distributed.cases import DistributedCase
+    from properties.distributed.options import SMALL_BUCKET_CAP_MB, DDPOptions
+    from properties.models import ModelSpec
+
+    options = DDPOptions(bucket_cap_mb=SMALL_BUCKET_CAP_MB, gradient_as_bucket_view=gradient_as_bucket_view, warmup=True)
+    case = DistributedCase(Case(ModelSpec("mlp", 3, 2, hidden=4), (2, 1, 1, 3), torch.float64, seed=7), 2, options=options)
+    invariants.check_one_allreduce_per_window(rank_pool, case)
+    invariants.check_window_gives_full_batch_gradient(rank_pool, case)
+    for record in rank_pool.run(case, loop="global-mean"):
+        assert len(record.syncs[-1]) >= 2, f"rank {record.rank}: {record.syncs[-1]}: one bucket, the small cap did not split"
