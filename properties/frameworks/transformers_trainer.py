@@ -23,10 +23,21 @@ FRAMEWORK = FRAMEWORKS["transformers"]
 DOCS = "https://huggingface.co/docs/transformers/en/grad_accumulation"
 
 
+def squared_errors(out, labels, reduction: str = "mean"):
+    """Squared errors over every element: their mean, or their sum."""
+    return nn.functional.mse_loss(out, labels, reduction=reduction)
+
+
+def token_loss(logits, labels, reduction: str = "mean"):
+    """Cross-entropy over the labels ≠ -100 (the Trainer's ignore index): their mean, or their sum."""
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction=reduction)
+
+
 class ItemCountRegressor(nn.Module):
     """Loss = Σ squared errors ÷ num_items_in_batch, the window's label count the Trainer passes (the documented way)."""
 
     accepts_loss_kwargs = True
+    loss = staticmethod(squared_errors)
 
     def __init__(self, module: nn.Module):
         super().__init__()
@@ -37,14 +48,15 @@ class ItemCountRegressor(nn.Module):
         if labels is None:
             return {"logits": out}
         if num_items_in_batch is None:
-            return {"loss": nn.functional.mse_loss(out, labels), "logits": out}
-        return {"loss": nn.functional.mse_loss(out, labels, reduction="sum") / num_items_in_batch, "logits": out}
+            return {"loss": self.loss(out, labels), "logits": out}
+        return {"loss": self.loss(out, labels, "sum") / num_items_in_batch, "logits": out}
 
 
 class MeanLossRegressor(nn.Module):
     """Loss = the batch's mean squared error; the model takes no num_items_in_batch (accepts_loss_kwargs = False)."""
 
     accepts_loss_kwargs = False
+    loss = staticmethod(squared_errors)
 
     def __init__(self, module: nn.Module):
         super().__init__()
@@ -52,7 +64,7 @@ class MeanLossRegressor(nn.Module):
 
     def forward(self, x, labels=None):
         out = self.module(x)
-        return {"logits": out} if labels is None else {"loss": nn.functional.mse_loss(out, labels), "logits": out}
+        return {"logits": out} if labels is None else {"loss": self.loss(out, labels), "logits": out}
 
 
 class ClaimsItemCount(MeanLossRegressor):
@@ -64,41 +76,16 @@ class ClaimsItemCount(MeanLossRegressor):
         return super().forward(x, labels)
 
 
-def token_loss(logits, labels, reduction: str = "mean"):
-    """Cross-entropy over the labels ≠ -100 (the Trainer's ignore index): their mean, or their sum."""
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction=reduction)
-
-
-class ItemCountTokenModel(nn.Module):
+class ItemCountTokenModel(ItemCountRegressor):
     """Loss = Σ token cross-entropy over labels ≠ -100 ÷ num_items_in_batch, the window's count of such labels."""
 
-    accepts_loss_kwargs = True
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, x, labels=None, num_items_in_batch=None):
-        logits = self.module(x)
-        if labels is None:
-            return {"logits": logits}
-        if num_items_in_batch is None:
-            return {"loss": token_loss(logits, labels), "logits": logits}
-        return {"loss": token_loss(logits, labels, "sum") / num_items_in_batch, "logits": logits}
+    loss = staticmethod(token_loss)
 
 
-class MeanTokenModel(nn.Module):
+class MeanTokenModel(MeanLossRegressor):
     """Loss = the batch's mean token cross-entropy over its labels ≠ -100; takes no num_items_in_batch."""
 
-    accepts_loss_kwargs = False
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, x, labels=None):
-        logits = self.module(x)
-        return {"logits": logits} if labels is None else {"loss": token_loss(logits, labels), "logits": logits}
+    loss = staticmethod(token_loss)
 
 
 class LogitsRegressor(nn.Module):
