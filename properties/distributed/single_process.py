@@ -62,15 +62,43 @@ def gradient_tolerances(case: DistributedCase) -> dict[str, Tolerance]:
     return tolerances
 
 
-def extra_bound(case: DistributedCase, model: torch.nn.Module) -> bounds.Bound:
-    """∂L/∂extra = Σ over the rows that use it of ∂L/∂ŷ: the replayed ∂L/∂ŷ (extra = 0 leaves ŷ = model(x)), summed over N rows."""
+def extra_bound(case: DistributedCase, model: torch.nn.Module, rows=None, count=None) -> bounds.Bound:
+    """∂/∂extra of (1/count)·Σ squared errors = Σ over the rows that use it of ∂/∂ŷ: the replayed ∂/∂ŷ (extra = 0 leaves
+    ŷ = model(x)), summed over those rows. `rows` = (x, y, 0/1 column of the rows using extra); all N rows, count N·d_out
+    by default."""
     replay = bounds.Replay(case.case.dtype)
-    x, y = case.case.full_batch()
+    x, y, marks = rows if rows is not None else (*case.case.full_batch(), extra_rows(case))
     prediction, _ = bounds.model_outputs(case.case.model, model, x, replay)
-    delta = replay.mse_delta(prediction, replay.exact(y), y.numel())
-    mask = extra_rows(case).to(torch.float64)
+    delta = replay.mse_delta(prediction, replay.exact(y), y.numel() if count is None else count)
+    mask = marks.to(torch.float64)
     used = replay.total(bounds.Mag(delta.value * mask, delta.size * mask, delta.depth), 0)
     return bounds.Bound({"extra": used.size}, {"extra": used.depth}, case.case.dtype)
+
+
+def local_tolerances(case: DistributedCase, rank: int, count: int) -> dict[str, Tolerance]:
+    """Per parameter, 2·γ_K·M for rank r's Σ_{j<count} w_rj·∇L_rj, plus the accumulation's roundings.
+
+    Σ_j w_rj·∇L_rj = (W/N)·Σ_j Σ_rows ∂ℓ/∂θ / d_out: the gradient of the squared errors over those rows
+    with count N·d_out/W, replayed on magnitudes (`properties.bounds`). The rank computes each term
+    in its own process, the reference in this one: the same sums, but a matrix product may block
+    them differently (threads, sizes), so each term carries its own 2·γ_K·M, not only the order of
+    the sum of terms.
+    """
+    model = case.case.build_model()
+    batches = case.rank_batches(rank)[:count]
+    x, y = torch.cat([xb for xb, _ in batches]), torch.cat([yb for _, yb in batches])
+    scaled = case.case.full_batch()[1].numel() / case.world_size
+    bound = bounds.mse_gradient_bound(case.case.model, model, x, y, count=scaled, dtype=case.case.dtype)
+    extra = bounds.accumulation_roundings(count) + 2
+    if not case.options.wrapped:
+        return bound.tolerances(extra)
+    tolerances = {f"model.{name}": tolerance for name, tolerance in bound.tolerances(extra).items()}
+    if case.options.extra_in:
+        uses = case.rank_uses_extra(rank)[:count]
+        marks = torch.tensor([float(use) for use, (xb, _) in zip(uses, batches) for _ in range(len(xb))], dtype=x.dtype)
+        rows = (x, y, marks.unsqueeze(1))
+        tolerances["extra"] = extra_bound(case, model, rows, scaled).tolerance("extra", extra)
+    return tolerances
 
 
 def step_tolerances(case: DistributedCase) -> dict[str, Tolerance]:
