@@ -37,7 +37,7 @@ def unavailable_reason() -> str | None:
         from torch.distributed.fsdp import fully_shard  # noqa: F401
 
         seam = importlib.import_module(PARAM_GROUP_MODULE)
-    except ImportError as error:
+    except Exception as error:  # noqa: BLE001 - torch 1.13's fsdp package raises ValueError on import under Python 3.11
         return (
             f"torch {torch.__version__} has no torch.distributed.fsdp.fully_shard (FSDP2, public from torch {MINIMUM}): {error}"
         )

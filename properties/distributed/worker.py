@@ -24,12 +24,13 @@ from properties.mutants.distributed import apply_named
 HOST = "127.0.0.1"
 ORPHANED = 70
 # Imported lazily by DDP's constructor, the meta device's to_empty (torch ≥ 2.0) and FSDP2: importing them
-# here lets the forkserver pay for them once instead of every rank on its first example.
+# here lets the forkserver pay for them once instead of every rank on its first example. Any failure is left to
+# the example that needs the module (torch 1.13's torch.distributed.fsdp raises ValueError on Python 3.11).
 WARM_IMPORTS = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes", "torch.distributed.fsdp", "torch.distributed.tensor")
 for _name in WARM_IMPORTS:
     try:
         importlib.import_module(_name)
-    except ImportError:
+    except Exception:  # noqa: BLE001 - a warm-up only
         pass
 
 
