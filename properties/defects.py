@@ -67,10 +67,55 @@ DDP_STATIC_GRAPH_FIRST_NO_SYNC = Deviation(
     configuration="DistributedDataParallel(static_graph=True) whose first iteration accumulates under no_sync()",
     behaviour="every rank raises RuntimeError: expect_autograd_hooks_ INTERNAL ASSERT FAILED at reducer.cpp "
     "(after one synced iteration the same windows are right)",
-    since="1.11.0",
+    since="2.1.0",
     fixed=None,
-    link="https://github.com/pytorch/pytorch/issues/143580 (again: https://github.com/huggingface/accelerate/issues/3679)",
+    link="https://github.com/pytorch/pytorch/issues/143580 (again: https://github.com/huggingface/accelerate/issues/3679); "
+    "since: a regression from pytorch#103487 (torch 2.1) per the open fix https://github.com/pytorch/pytorch/pull/187732; "
+    "checked here: 1.13.1 not affected, 2.13.0 and 2.14.1 affected",
     applies=_static_graph_first_window_under_no_sync,
+)
+
+
+def _static_graph_no_sync_after_a_synced_iteration(case) -> bool:
+    """A DistributedCase whose DDP has static_graph=True and runs backward inside no_sync() after one synced iteration."""
+    options = getattr(case, "options", None)
+    return options is not None and options.static_graph and options.warmup and case.k >= 2
+
+
+DDP_STATIC_GRAPH_NO_SYNC_AFTER_FIRST_ITERATION = Deviation(
+    name="DDP static_graph with no_sync() after the first iteration",
+    configuration="DistributedDataParallel(static_graph=True) that accumulates under no_sync() after one synced iteration",
+    behaviour="every rank raises RuntimeError: expect_autograd_hooks_ INTERNAL ASSERT FAILED at reducer.cpp "
+    "(the mirror image of pytorch#143580: there the first iteration crashes and later ones are right)",
+    since="1.13.1",
+    fixed="2.1.0",
+    link="found by this suite's version matrix (torch 1.13.1 CPU gloo; 2.13.0 and 2.14.1 not affected); "
+    "fixed: inferred from pytorch#103487 (torch 2.1), which re-keyed DDP's static-graph first-iteration check "
+    "(https://github.com/pytorch/pytorch/pull/187732 describes it); 1.13.1 is the only version checked affected",
+    applies=_static_graph_no_sync_after_a_synced_iteration,
+)
+
+
+def _parameter_used_only_inside_no_sync(case) -> bool:
+    """find_unused_parameters, and `extra` used in some micro-batch inside no_sync() but in no rank's synced one."""
+    options = getattr(case, "options", None)
+    if options is None or not options.find_unused_parameters or not options.extra_in or case.k < 2:
+        return False
+    synced = {rank * case.k + case.k - 1 for rank in range(case.ranks_with_data)}
+    return not set(options.extra_in) & synced
+
+
+DDP_FIND_UNUSED_NO_SYNC = Deviation(
+    name="DDP find_unused_parameters forgets parameters used only inside no_sync()",
+    configuration="DistributedDataParallel(find_unused_parameters=True) with a parameter used in micro-batches inside "
+    "no_sync() and in none of the ranks' synced ones",
+    behaviour="the synced backward treats the parameter as globally unused and never all-reduces it: each rank keeps "
+    "its own accumulated gradient (W× the full-batch gradient on a rank that used it, none on the others)",
+    since="1.9.0",
+    fixed="2.4.0",
+    link="https://github.com/pytorch/pytorch/issues/69031, fixed by https://github.com/pytorch/pytorch/pull/124193 "
+    "(which dates the bug to pytorch#54981); checked here: 1.13.1 affected, 2.13.0 and 2.14.1 not",
+    applies=_parameter_used_only_inside_no_sync,
 )
 
 
@@ -99,7 +144,13 @@ DDP_STATIC_GRAPH_JOIN_MISMATCH = Deviation(
     applies=_static_graph_join_with_idle_rank,
 )
 
-DEVIATIONS = (COMPILED_ADAM_FLOAT32_STEP, DDP_STATIC_GRAPH_FIRST_NO_SYNC, DDP_STATIC_GRAPH_JOIN_MISMATCH)
+DEVIATIONS = (
+    COMPILED_ADAM_FLOAT32_STEP,
+    DDP_STATIC_GRAPH_FIRST_NO_SYNC,
+    DDP_STATIC_GRAPH_NO_SYNC_AFTER_FIRST_ITERATION,
+    DDP_FIND_UNUSED_NO_SYNC,
+    DDP_STATIC_GRAPH_JOIN_MISMATCH,
+)
 
 
 def registered(configuration: object, version: Version = INSTALLED) -> tuple[Deviation, ...]:

@@ -60,6 +60,25 @@ def static_graph_first_no_sync_cases(world_size=ANY_WORLD_SIZE):
     return ddp_option_cases(world_size=world_size, k=st.integers(2, 3), join=False, options=options)
 
 
+def static_graph_no_sync_after_warmup_cases(world_size=ANY_WORLD_SIZE):
+    """Windows of k ≥ 2 after one synced iteration of a static_graph DDP (defects.DDP_STATIC_GRAPH_NO_SYNC_AFTER_FIRST_ITERATION)."""
+
+    def options(micro_batches: int, *, join: bool):
+        return ddp_options(micro_batches, join=join).map(lambda o: replace(o, static_graph=True, warmup=True, extra_in=()))
+
+    return ddp_option_cases(world_size=world_size, k=st.integers(2, 3), join=False, options=options)
+
+
+def used_only_inside_no_sync_cases(world_size=ANY_WORLD_SIZE):
+    """find_unused_parameters, `extra` used only in rank 0's first micro-batch (inside no_sync()) (defects.DDP_FIND_UNUSED_NO_SYNC)."""
+
+    def options(micro_batches: int, *, join: bool):
+        drawn = ddp_options(micro_batches, join=join)
+        return drawn.map(lambda o: replace(o, static_graph=False, find_unused_parameters=True, extra_in=(0,)))
+
+    return ddp_option_cases(world_size=world_size, k=st.integers(2, 3), join=False, options=options)
+
+
 def static_graph_join_cases(world_size=ANY_WORLD_SIZE):
     """One micro-batch per rank with data, a static_graph DDP in join() with idle ranks (defects.DDP_STATIC_GRAPH_JOIN_MISMATCH)."""
 

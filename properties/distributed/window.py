@@ -122,7 +122,7 @@ def run_window(case: DistributedCase, rank: int, group, *, loop: str = "global-m
     if options.warmup:
         x, y = batches[0] if k else case.case.micro_batches()[0]
         torch.nn.functional.mse_loss(ddp(x, bool(uses and uses[0])) if options.wrapped else ddp(x), y).backward()
-        optimizer.zero_grad()
+        optimizer.zero_grad(set_to_none=True)  # the same reset on every torch (1.x's default leaves zeros)
         calls.clear()
     inside = None
     with ddp.join() if options.join else nullcontext():
