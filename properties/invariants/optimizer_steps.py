@@ -203,12 +203,15 @@ def check_accumulated_trajectory_equals_full_batch(
     2ρ·(|m|/(1 − β₁ᵗ))/(√v̂ + ε), so after step t the parameters may differ by
     4·A·ρ·Σ_{s≤t} η·|Δ_s| (A = 1 for SGD, 2 for Adam/AdamW; |Δ_s| the step direction run on
     |g| + λ|θ|; 4 = 2 for feed-through of earlier differences × 2 slack) and each state entry by
-    4·A·ρ times its magnitude run on |g|. Gradients at step t are allowed 4^(t−1) times their
-    Higham bound for the same feed-through.
+    4·A·ρ times its magnitude run on |g|. The .grad each step uses is compared with the full-batch
+    gradient at the accumulating run's own parameters before that step, within their replayed bound
+    (sound, as in the accumulation property): comparing it with the other trajectory's gradient
+    would mix the parameters' drift into it (a soak found a step-2 gradient of AdamW at 2.1× a
+    4^(t−1) allowance).
 
-    Not a derived bound: the feed-through factors (2 per step, 4^(t−1) for gradients) are first-order
-    estimates for contracting steps, not proofs. The per-step properties (one step from the same θ,
-    .grad and state) carry the sound bounds; this one's measured headroom is in reports/soak.md.
+    Not a derived bound for the parameters and state: the feed-through factor (2 per step) is a
+    first-order estimate for contracting steps, not a proof. The per-step properties (one step from
+    the same θ, .grad and state) carry the sound bounds; this one's measured headroom is in reports/soak.md.
     """
     __tracebackhide__ = True
     ws = A.windows(case, steps)
@@ -230,11 +233,19 @@ def check_accumulated_trajectory_equals_full_batch(
             f"{case}; {spec}, step {t} of {steps}: accumulated {A.PROCEDURES[how]} vs full-batch steps; "
             f"gradient condition ρ={rho:.3g}"
         )
-        grad_tol = {
-            name: Tolerance(tol.rtol, tol.atol * 4 ** (t - 1), f"{tol.reason}, ×4 per earlier step")
-            for name, tol in bound.items()
-        }
-        assert_grads_close(a.grads, f.grads, tolerance=grad_tol, context=context, what=f".grad at step {t}")
+        if t == 1:
+            expected, grad_tol = f.grads, bound
+        else:
+            here = load(scratch, got[t - 2].params)
+            expected = R.full_batch_gradients(here, ws[t - 1])
+            grad_tol = row_tolerances(here, case.model, case.dtype, ws[t - 1])
+        assert_grads_close(
+            a.grads,
+            expected,
+            tolerance=grad_tol,
+            context=context + "; .grad vs the full-batch gradient at its own θ",
+            what=f".grad at step {t}",
+        )
         for name, value in f.params.items():
             if name not in size:
                 assert_tensor_close(a.params[name], value, name=f"frozen parameter {name!r}", tolerance=EXACT, context=context)
