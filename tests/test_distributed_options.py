@@ -44,13 +44,20 @@ def test_under_drawn_ddp_options_the_step_leaves_every_rank_with_data_with_the_f
     invariants.check_step_matches_full_batch_step(rank_pool, case)
 
 
+def check_a_window_the_defect_applies_to(rank_pool, data, defect, cases) -> None:
+    """Draw a window that `defect` applies to; it must still give every rank the full-batch gradient."""
+    case = data.draw(cases, label="case")
+    assert defect.applies(case), case
+    invariants.check_window_gives_full_batch_gradient(rank_pool, case)
+
+
 @defects.DDP_STATIC_GRAPH_FIRST_NO_SYNC.xfail()
 @settings(deadline=None, max_examples=2, phases=[Phase.generate])  # a registered defect: any example shows it
 @given(data=st.data())
 def test_a_static_graph_ddp_whose_first_iteration_accumulates_under_no_sync_gives_the_full_batch_gradient(rank_pool, data):
-    case = data.draw(invariants.static_graph_first_no_sync_cases(), label="case")
-    assert defects.DDP_STATIC_GRAPH_FIRST_NO_SYNC.applies(case), case
-    invariants.check_window_gives_full_batch_gradient(rank_pool, case)
+    check_a_window_the_defect_applies_to(
+        rank_pool, data, defects.DDP_STATIC_GRAPH_FIRST_NO_SYNC, invariants.static_graph_first_no_sync_cases()
+    )
 
 
 @defects.DDP_STATIC_GRAPH_NO_SYNC_AFTER_FIRST_ITERATION.xfail()
@@ -59,18 +66,21 @@ def test_a_static_graph_ddp_whose_first_iteration_accumulates_under_no_sync_give
 def test_a_static_graph_ddp_that_accumulates_under_no_sync_after_a_synced_iteration_gives_the_full_batch_gradient(
     rank_pool, data
 ):
-    case = data.draw(invariants.static_graph_no_sync_after_warmup_cases(), label="case")
-    assert defects.DDP_STATIC_GRAPH_NO_SYNC_AFTER_FIRST_ITERATION.applies(case), case
-    invariants.check_window_gives_full_batch_gradient(rank_pool, case)
+    check_a_window_the_defect_applies_to(
+        rank_pool,
+        data,
+        defects.DDP_STATIC_GRAPH_NO_SYNC_AFTER_FIRST_ITERATION,
+        invariants.static_graph_no_sync_after_warmup_cases(),
+    )
 
 
 @defects.DDP_FIND_UNUSED_NO_SYNC.xfail()
 @settings(deadline=None, max_examples=2, phases=[Phase.generate])  # where registered any example shows it
 @given(data=st.data())
 def test_a_parameter_used_only_inside_no_sync_is_still_all_reduced_with_find_unused_parameters(rank_pool, data):
-    case = data.draw(invariants.used_only_inside_no_sync_cases(), label="case")
-    assert defects.DDP_FIND_UNUSED_NO_SYNC.applies(case), case
-    invariants.check_window_gives_full_batch_gradient(rank_pool, case)
+    check_a_window_the_defect_applies_to(
+        rank_pool, data, defects.DDP_FIND_UNUSED_NO_SYNC, invariants.used_only_inside_no_sync_cases()
+    )
 
 
 @defects.DDP_STATIC_GRAPH_JOIN_MISMATCH.xfail()
