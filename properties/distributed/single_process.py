@@ -51,28 +51,9 @@ def gradient_tolerances(case: DistributedCase) -> dict[str, Tolerance]:
     Each rank sums k weighted micro-batch gradients (weights W·m_rj/N rounded), the all-reduce
     sums W of them and divides by W: k + W + 6 roundings on top of the replayed gradient's K.
     """
-    model = case.case.build_model()
-    bound = bounds.window_bound(case.case.model, model, case.case.micro_batches(), case.case.dtype)
-    extra = bounds.accumulation_roundings(case.k) + case.world_size + 2
-    if not case.options.wrapped:
-        return bound.tolerances(extra)
-    tolerances = {f"model.{name}": tolerance for name, tolerance in bound.tolerances(extra).items()}
-    if case.options.extra_in:
-        tolerances["extra"] = extra_bound(case, model).tolerance("extra", extra)
-    return tolerances
-
-
-def extra_bound(case: DistributedCase, model: torch.nn.Module, rows=None, count=None) -> bounds.Bound:
-    """∂/∂extra of (1/count)·Σ squared errors = Σ over the rows that use it of ∂/∂ŷ: the replayed ∂/∂ŷ (extra = 0 leaves
-    ŷ = model(x)), summed over those rows. `rows` = (x, y, 0/1 column of the rows using extra); all N rows, count N·d_out
-    by default."""
-    replay = bounds.Replay(case.case.dtype)
-    x, y, marks = rows if rows is not None else (*case.case.full_batch(), extra_rows(case))
-    prediction, _ = bounds.model_outputs(case.case.model, model, x, replay)
-    delta = replay.mse_delta(prediction, replay.exact(y), y.numel() if count is None else count)
-    mask = marks.to(torch.float64)
-    used = replay.total(bounds.Mag(delta.value * mask, delta.size * mask, delta.depth), 0)
-    return bounds.Bound({"extra": used.size}, {"extra": used.depth}, case.case.dtype)
+    x, y = case.case.full_batch()
+    roundings = bounds.accumulation_roundings(case.k) + case.world_size + 2
+    return replayed_tolerances(case, x, y, extra_rows(case), y.numel(), roundings)
 
 
 def local_tolerances(case: DistributedCase, rank: int, count: int) -> dict[str, Tolerance]:
@@ -84,21 +65,39 @@ def local_tolerances(case: DistributedCase, rank: int, count: int) -> dict[str, 
     them differently (threads, sizes), so each term carries its own 2·γ_K·M, not only the order of
     the sum of terms.
     """
-    model = case.case.build_model()
     batches = case.rank_batches(rank)[:count]
     x, y = torch.cat([xb for xb, _ in batches]), torch.cat([yb for _, yb in batches])
+    uses = case.rank_uses_extra(rank)[:count]
+    marks = torch.tensor([[float(use)] for use, (xb, _) in zip(uses, batches) for _ in range(len(xb))], dtype=x.dtype)
     scaled = case.case.full_batch()[1].numel() / case.world_size
-    bound = bounds.mse_gradient_bound(case.case.model, model, x, y, count=scaled, dtype=case.case.dtype)
-    extra = bounds.accumulation_roundings(count) + 2
+    return replayed_tolerances(case, x, y, marks, scaled, bounds.accumulation_roundings(count) + 2)
+
+
+def replayed_tolerances(
+    case: DistributedCase, x: torch.Tensor, y: torch.Tensor, marks: torch.Tensor, count: float, roundings: int
+) -> dict[str, Tolerance]:
+    """2·γ_{K+roundings}·M per parameter of ∂/∂θ (1/count)·Σ‖model(x) − y‖² (and of `extra` on the rows `marks` flags)."""
+    model = case.case.build_model()
+    bound = bounds.mse_gradient_bound(case.case.model, model, x, y, count=count, dtype=case.case.dtype)
     if not case.options.wrapped:
-        return bound.tolerances(extra)
-    tolerances = {f"model.{name}": tolerance for name, tolerance in bound.tolerances(extra).items()}
+        return bound.tolerances(roundings)
+    tolerances = {f"model.{name}": tolerance for name, tolerance in bound.tolerances(roundings).items()}
     if case.options.extra_in:
-        uses = case.rank_uses_extra(rank)[:count]
-        marks = torch.tensor([float(use) for use, (xb, _) in zip(uses, batches) for _ in range(len(xb))], dtype=x.dtype)
-        rows = (x, y, marks.unsqueeze(1))
-        tolerances["extra"] = extra_bound(case, model, rows, scaled).tolerance("extra", extra)
+        tolerances["extra"] = extra_bound(case, model, x, y, marks, count).tolerance("extra", roundings)
     return tolerances
+
+
+def extra_bound(
+    case: DistributedCase, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, marks: torch.Tensor, count: float
+) -> bounds.Bound:
+    """∂/∂extra of (1/count)·Σ squared errors = Σ over the rows `marks` flags (a 0/1 column) of ∂/∂ŷ: the replayed
+    ∂/∂ŷ (extra = 0 leaves ŷ = model(x)), summed over those rows."""
+    replay = bounds.Replay(case.case.dtype)
+    prediction, _ = bounds.model_outputs(case.case.model, model, x, replay)
+    delta = replay.mse_delta(prediction, replay.exact(y), count)
+    mask = marks.to(torch.float64)
+    used = replay.total(bounds.Mag(delta.value * mask, delta.size * mask, delta.depth), 0)
+    return bounds.Bound({"extra": used.size}, {"extra": used.depth}, case.case.dtype)
 
 
 def step_tolerances(case: DistributedCase) -> dict[str, Tolerance]:
