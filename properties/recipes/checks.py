@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from properties import bounds
-from properties.case import Case, dtype_name
-from properties.compare import Tolerance, assert_grads_close, summation_tolerance, unit_roundoff
+from properties.case import Case
+from properties.compare import EXACT, Tolerance, assert_grads_close
 from properties.recipes.examples import RecipeCase
 from properties.recipes.hyperparameters import SCHEDULER_GAMMA, make_scheduler
 from properties.recipes.observation import Observation
@@ -31,25 +30,6 @@ def gradient_tolerance(example: RecipeCase, expected) -> dict[str, Tolerance]:
     a GradScaler's scale and unscale are powers of two, exact.
     """
     return expected.bound.tolerances(bounds.accumulation_roundings(max(len(expected.parts), 1)))
-
-
-def parameter_tolerance(example: RecipeCase, steps: int, *states: dict) -> Tolerance:
-    """2·γ_{N·F·S}·max|θ|: S steps, each from a sum over N rows of F-term products, on parameters of size ≤ max|θ|.
-
-    Not a derived bound: two trajectories that start equal drift apart through every later step's
-    gradient and optimizer state, and no sound bound for that drift is known here (Adam's
-    m̂/(√v̂ + ε) can amplify a gradient's rounding by η/ε). The step gradients, compared from the
-    recipe's own parameters, carry the sound bound; this one's measured headroom is in reports/soak.md.
-    """
-    terms = example.case.rows * widest(example) * max(steps, 1)
-    magnitude = max(float(t.abs().max()) for state in states for t in state.values() if t.numel())
-    tolerance = summation_tolerance(example.case.dtype, terms, magnitude)
-    reason = (
-        f"2·γ_{terms}·max|θ|: {plural(max(steps, 1), 'step')}, each from sums over {plural(example.case.rows, 'row')} × "
-        f"{widest(example)} terms, u={unit_roundoff(example.case.dtype):.3g} ({dtype_name(example.case.dtype)}), "
-        f"max|θ|={magnitude:.3g}"
-    )
-    return dataclasses.replace(tolerance, reason=reason)
 
 
 def placements(example: RecipeCase, rows: list[int]) -> str:
@@ -211,19 +191,56 @@ def check_step_gradients(observation: Observation) -> None:
         )
 
 
+def replayed_step(optimizer: torch.optim.Optimizer, model: torch.nn.Module, step, lrs: tuple[float, ...]) -> dict:
+    """θ' = the optimizer's update of the step's recorded θ with its recorded .grad at learning rates `lrs` (state carried)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(step.params[name])
+            grad = step.grads.get(name)
+            p.grad = None if grad is None else grad.clone()
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr
+    optimizer.step()
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
 def check_parameters(observation: Observation) -> None:
-    """The final parameters equal those of full-batch steps on each window (one step per window, mean loss)."""
+    """One optimizer step per window, and nothing else, moves the parameters: after each step they are bitwise
+    the optimizer's update of the parameters and .grad the step was given, at the full-batch run's learning rate.
+
+    With the gradient property (each step's .grad is its window's mean-loss gradient at the recipe's own
+    parameters, within a sound bound) this makes the run one full-batch step per window. The replay is an
+    identity: a second optimizer of the same class and hyper-parameters applies the same IEEE operations to
+    bitwise the same parameters, gradients and (stepped with the same gradients) state. Comparing with a
+    separate full-batch trajectory instead would need a bound on how two runs drift apart over many steps,
+    and none is sound (momentum and Adam's m̂/(√v̂ + ε) amplify a rounding by up to η/ε).
+    """
     __tracebackhide__ = True
     require_finished(observation)
     run, reference, example = observation.run, observation.reference, observation.example
-    initial = reference.steps[0].params if reference.steps else reference.final
-    assert_grads_close(
-        run.final,
-        reference.final,
-        tolerance=parameter_tolerance(example, len(reference.steps), initial, reference.final),
-        context="final parameters vs one full-batch step per window",
-        what="final value",
-    )
+    if len(run.steps) != len(reference.steps):
+        raise AssertionError(
+            f"the recipe took {plural(len(run.steps), 'optimizer step')}; one full-batch step per window "
+            f"takes {len(reference.steps)}"
+        )
+    model = example.build_model()
+    optimizer = example.optimizer.build(model.parameters())
+    after = [step.params for step in run.steps[1:]] + [run.final]
+    if not run.steps:
+        initial = {name: p.detach().clone() for name, p in model.named_parameters()}
+        assert_grads_close(run.final, initial, tolerance=EXACT, context="no optimizer step was due", what="final value")
+    for i, (step, want, params) in enumerate(zip(run.steps, reference.steps, after)):
+        where = placements(example, [step.rows])
+        following = f"before optimizer step {i + 2}" if i + 1 < len(run.steps) else "at the end"
+        assert_grads_close(
+            params,
+            replayed_step(optimizer, model, step, want.lrs),
+            tolerance=EXACT,
+            context=f"the parameters {following} vs optimizer step {i + 1} ({where}) replayed on the .grad it was "
+            f"given, at lr {', '.join(f'{lr:.6g}' for lr in want.lrs)}; a change outside optimizer.step(), "
+            "or a learning rate off the schedule",
+            what=f"parameter after optimizer step {i + 1}",
+        )
 
 
 @dataclass(frozen=True)

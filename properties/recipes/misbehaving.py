@@ -46,6 +46,14 @@ def clamps_targets_in_place(model, optimizer, micro_batches, loss_fn, accumulati
     accumulate(model, optimizer, micro_batches, loss_fn, accumulation_steps)
 
 
+def decays_weights_by_hand(model, optimizer, micro_batches, loss_fn, accumulation_steps):
+    """Accumulates correctly, then shrinks every parameter by 1% outside the optimizer (weight decay by hand)."""
+    accumulate(model, optimizer, micro_batches, loss_fn, accumulation_steps)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(0.99)
+
+
 def takes_four_arguments(model, optimizer, micro_batches, loss_fn):
     """Has no accumulation_steps parameter."""
 
@@ -69,4 +77,5 @@ MISBEHAVING = (
     Misbehaving("NaN parameters", divides_by_zero, "finite", "non-finite parameters"),
     Misbehaving("empties its micro-batches", consumes_its_micro_batches, "data", "the micro_batches list was changed"),
     Misbehaving("modifies its micro-batches", clamps_targets_in_place, "data", "was modified in place"),
+    Misbehaving("changes parameters outside the optimizer", decays_weights_by_hand, "parameters", "outside optimizer.step()"),
 )

@@ -6,7 +6,9 @@
 Each seed is one pytest subprocess (by default without tests/meta, whose negative controls are
 derandomized and so do not depend on the seed) with the example database off, so that no seed
 replays another's examples. A failing seed lists its failing tests and the command that
-reproduces each. Writes reports/reliability.json and reports/reliability.md.
+reproduces each. Each finished seed is kept as reports/reliability/seed-<profile>-<seed>.json and
+not run again (unless --fresh), so a run can be stopped and resumed; the seeds asked for are then
+written to reports/reliability.json and reports/reliability.md.
 
 Soak: very many examples per property family, every failure recorded, and how close a sound
 torch comes to failing (the largest error ÷ tolerance of any comparison that passed):
@@ -88,7 +90,16 @@ def render_markdown(report: dict) -> str:
         "# Reliability: no false failures",
         "",
         f"torch {report['torch']}, profile `{report['profile']}`, {'with' if report['with_meta'] else 'without'} "
-        f"tests/meta: **{passed}/{len(rows)} seeds passed** in {report['seconds']:.0f} s.",
+        f"tests/meta: **{passed}/{len(rows)} seeds passed** ({report.get('seed_seconds', report['seconds']):.0f} s "
+        f"inside the seeds); last seed finished {report.get('finished') or '—'}"
+        + (f", commit {', '.join(report['commits'])}" if report.get("commits") else "")
+        + ".",
+        "",
+        f"Command: `python -m properties.reliability --seeds {len(rows)}"
+        + (f" --start {rows[0]['seed']}" if rows and rows[0]["seed"] else "")
+        + (f" --profile {report['profile']}" if report["profile"] != "thorough" else "")
+        + (" --with-meta" if report["with_meta"] else "")
+        + "` (a finished seed is kept in reports/reliability/ and not run again unless --fresh).",
         "",
         "| seed | result | tests | examples | seconds | failing tests |",
         "|---|---|---|---|---|---|",
@@ -584,7 +595,7 @@ def parser() -> argparse.ArgumentParser:
         choices=("float32", "float16", "bfloat16"),
         help="strategies that may draw low precision draw only this dtype (chunk files get -DTYPE)",
     )
-    soak_group.add_argument("--fresh", action="store_true", help="run chunks again even when their file exists")
+    soak_group.add_argument("--fresh", action="store_true", help="run seeds (or chunks) again even when their file exists")
     soak_group.add_argument("--render", action="store_true", help="only aggregate the chunk files already there")
     soak_group.add_argument(
         "--list-limit",
@@ -608,9 +619,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     start = time.perf_counter()
     jobs = args.jobs or os.cpu_count() or 1
     timeout = args.timeout or 3600
+    directory = args.output / "reliability"
+    directory.mkdir(parents=True, exist_ok=True)
 
     def one(seed: int) -> dict:
+        path = seed_path(directory, args.profile, args.with_meta, seed)
+        if path.exists() and not args.fresh:
+            row = json.loads(path.read_text())
+            print(f"seed {seed}: {row['status']} (kept from {path.name})", file=sys.stderr, flush=True)
+            return row
         row = run_seed(seed, profile=args.profile, with_meta=args.with_meta, timeout=timeout)
+        row.update(
+            torch=torch.__version__, commit=current_commit(), finished=datetime.now(timezone.utc).isoformat(timespec="seconds")
+        )
+        path.write_text(json.dumps(row, indent=1) + "\n")
         print(f"seed {seed}: {row['status']} ({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
         return row
 
@@ -621,14 +643,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         "profile": args.profile,
         "with_meta": args.with_meta,
         "seconds": round(time.perf_counter() - start, 1),
+        "seed_seconds": round(sum(r["seconds"] for r in rows), 1),
+        "commits": sorted({r["commit"] for r in rows if r.get("commit")}),
+        "finished": max((r.get("finished", "") for r in rows), default=""),
         "seeds": rows,
         "passed": sum(r["passed"] for r in rows),
     }
-    args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "reliability.json").write_text(json.dumps(report, indent=1) + "\n")
     (args.output / "reliability.md").write_text(render_markdown(report))
     print(render_markdown(report))
     return 0 if report["passed"] == len(rows) else 1
+
+
+def seed_path(directory: Path, profile: str, with_meta: bool, seed: int) -> Path:
+    """reports/reliability/seed-<profile>[-meta]-<seed>.json: one finished seed, kept so that a run can resume."""
+    return directory / f"seed-{profile}{'-meta' if with_meta else ''}-{seed}.json"
 
 
 if __name__ == "__main__":

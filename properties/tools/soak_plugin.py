@@ -335,9 +335,19 @@ def pinned_dtypes(original: Callable, name: str) -> Callable:
     return dtypes
 
 
+DTYPE_CONSTANTS = (("properties.invariants.tutorial", "FIRST_LOOP_DTYPES"),)
+"""Module-level sampled_from strategies of dtypes (not built by `dtypes`) that a pin narrows when they may draw it."""
+_unpinned_constants: dict[tuple[str, str], object] = {}
+
+
 def pin_dtype(name: str) -> None:
-    """Replace `dtypes` in properties.strategies and in every loaded module that imported it (before collection)."""
+    """Replace `dtypes` in properties.strategies and in every loaded module that imported it, and narrow each
+    DTYPE_CONSTANTS strategy that may draw `name` to it (before collection)."""
+    import importlib
     import sys
+
+    import torch
+    from hypothesis import strategies as st
 
     from properties import strategies
 
@@ -348,16 +358,26 @@ def pin_dtype(name: str) -> None:
             getattr(module, "__dict__", {}).get("dtypes") is original or module is strategies
         ):  # __dict__: some modules' __getattr__ raises
             module.dtypes = pinned
+    dtype = getattr(torch, name)
+    for module_name, attribute in DTYPE_CONSTANTS:
+        module = importlib.import_module(module_name)
+        constant = _unpinned_constants.get((module_name, attribute), getattr(module, attribute))
+        if dtype in getattr(constant, "elements", ()):
+            _unpinned_constants[(module_name, attribute)] = constant
+            setattr(module, attribute, st.just(dtype))
 
 
 def unpin_dtype() -> None:
-    """Give every module that holds the pinned `dtypes` the original back."""
+    """Give every module that holds the pinned `dtypes` the original back, and every narrowed constant its strategy."""
     import sys
 
     for module in list(sys.modules.values()):
         original = getattr(getattr(module, "__dict__", {}).get("dtypes"), "soak_original", None)
         if original is not None:
             module.dtypes = original
+    while _unpinned_constants:
+        (module_name, attribute), constant = _unpinned_constants.popitem()
+        setattr(sys.modules[module_name], attribute, constant)
 
 
 def pytest_unconfigure(config):

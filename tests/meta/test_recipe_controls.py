@@ -9,7 +9,6 @@ from properties.recipes.checks import BY_NAME
 from properties.recipes.examples import recipe_cases
 from properties.recipes.hyperparameters import scaler_supported
 from properties.recipes.observation import Observation
-from properties.tutorial import tutorial_second_loop
 
 pytestmark = pytest.mark.meta
 
@@ -22,7 +21,7 @@ CONTROLS = {
     "scheduler": (bundled.scheduler_every_micro_batch, {"scheduler": True}, "the scheduler's value"),
     "scale": (bundled.scaler_never_updates, {"scaler": True}, "GradScaler's scale"),
     "gradients": (bundled.divides_by_k, {}, "mean-loss gradient of its window"),
-    "parameters": (tutorial_second_loop, {}, "final value of"),
+    "parameters": (misbehaving.decays_weights_by_hand, {}, "parameter after optimizer step"),
 }
 
 

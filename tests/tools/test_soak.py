@@ -95,7 +95,43 @@ def test_a_dtype_pin_makes_every_low_precision_draw_that_dtype_and_is_undone_aft
     pytester.makepyfile(test_pin=PINNED)
     result = pytester.runpytest_inprocess("-p", "properties.tools.soak_plugin", "--soak-dtype=float16", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_pinned: * examples, 0 failing*"])  # the soak records a failing example and goes on
     assert strategies.dtypes is original
+
+
+def test_a_float32_pin_narrows_the_tutorial_loop_dtypes_and_a_float16_pin_leaves_them(pytester):
+    from properties.invariants import tutorial
+
+    original = tutorial.FIRST_LOOP_DTYPES
+    pytester.makepyfile(
+        test_tutorial_pin="""
+import torch
+from hypothesis import given
+from properties.invariants import tutorial
+
+@given(dtype=tutorial.FIRST_LOOP_DTYPES)
+def test_pinned(dtype):
+    assert dtype == torch.float32
+"""
+    )
+    pinned = pytester.runpytest_inprocess("-p", "properties.tools.soak_plugin", "--soak-dtype=float32", "-p", "no:cacheprovider")
+    pinned.assert_outcomes(passed=1)
+    pinned.stdout.fnmatch_lines(["*test_pinned: * examples, 0 failing*"])  # the soak records a failing example and goes on
+    assert tutorial.FIRST_LOOP_DTYPES is original
+    pytester.makepyfile(
+        test_tutorial_pin="""
+import torch
+from properties.invariants import tutorial
+
+def test_untouched():
+    assert tutorial.FIRST_LOOP_DTYPES.elements == (torch.float64, torch.float32)
+"""
+    )
+    untouched = pytester.runpytest_inprocess(
+        "-p", "properties.tools.soak_plugin", "--soak-dtype=float16", "-p", "no:cacheprovider"
+    )
+    untouched.assert_outcomes(passed=1)
+    assert tutorial.FIRST_LOOP_DTYPES is original
 
 
 def test_the_dtype_of_an_example_is_found_in_a_case_a_dict_a_wrapper_or_a_dtype_and_else_is_not_guessed():
@@ -259,3 +295,20 @@ def test_the_soak_runs_the_property_modules_and_the_recipe_soak_but_no_tooling_t
     assert files["backward_accumulates"] == "tests/test_backward_accumulates.py" and "distributed" in files
     assert not {"tools", "matrix", "gate_commands", "recipe_plugin", "soak"} & set(files)
     assert not any(path.startswith("tests/meta") for path in files.values())
+
+
+def test_a_finished_seed_is_kept_and_a_later_run_resumes_with_the_others(tmp_path, monkeypatch):
+    ran = []
+
+    def run_seed(seed, *, profile, with_meta, timeout):
+        ran.append(seed)
+        return {"seed": seed, "passed": True, "status": "pass", "tests": 1, "examples": 3, "seconds": 1.0, "failures": []}
+
+    monkeypatch.setattr(reliability, "run_seed", run_seed)
+    argv = ["--seeds", "2", "--start", "4", "--output", str(tmp_path)]
+    assert reliability.main(argv) == 0 and ran == [4, 5]
+    assert sorted(p.name for p in (tmp_path / "reliability").iterdir()) == ["seed-thorough-4.json", "seed-thorough-5.json"]
+    assert reliability.main(["--seeds", "3", "--start", "4", "--output", str(tmp_path)]) == 0 and ran == [4, 5, 6]
+    text = (tmp_path / "reliability.md").read_text()
+    assert "**3/3 seeds passed**" in text and "--seeds 3 --start 4" in text
+    assert reliability.main([*argv, "--fresh"]) == 0 and ran == [4, 5, 6, 4, 5]
