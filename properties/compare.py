@@ -24,9 +24,10 @@ class Tolerance:
     rtol: float
     atol: float
     reason: str
+    equal_nan: bool = False
 
     def __str__(self) -> str:
-        return f"atol={self.atol:.3g}, rtol={self.rtol:.3g} ({self.reason})"
+        return f"atol={self.atol:.3g}, rtol={self.rtol:.3g}{', NaN equals NaN' if self.equal_nan else ''} ({self.reason})"
 
 
 EXACT = Tolerance(0.0, 0.0, "bitwise identity")
@@ -148,7 +149,9 @@ def assert_tensor_close(actual, expected, *, name: str, tolerance: Tolerance, co
         ]
         return "\n".join(line for line in lines if line)
 
-    torch.testing.assert_close(actual, expected, rtol=tolerance.rtol, atol=tolerance.atol, msg=message)
+    torch.testing.assert_close(
+        actual, expected, rtol=tolerance.rtol, atol=tolerance.atol, equal_nan=tolerance.equal_nan, msg=message
+    )
 
 
 def assert_grads_close(

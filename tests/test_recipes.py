@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+import torch
 from hypothesis import given, settings
 
 from properties.case import Case
@@ -10,7 +11,7 @@ from properties.models import ModelSpec
 from properties.recipes import BUGGY_RECIPES, CORRECT_RECIPE, RecipeContractError, RecipeError, check_recipe
 from properties.recipes.bundled import accumulate, drops_last_window
 from properties.recipes.examples import RecipeCase, recipe_cases
-from properties.recipes.hyperparameters import OptimizerChoice
+from properties.recipes.hyperparameters import OptimizerChoice, scaler_supported
 from properties.recipes.misbehaving import MISBEHAVING, takes_four_arguments
 from properties.recipes.search import check_example
 from properties.tutorial import tutorial_second_loop
@@ -20,6 +21,36 @@ CORE_BUGS = [bug for bug in BUGGY_RECIPES if not bug.options]
 
 @given(example=recipe_cases())
 def test_the_correct_loop_satisfies_every_recipe_property(example):
+    check_example(CORRECT_RECIPE, example)
+
+
+DIVERGING = {
+    "float64 run to NaN": RecipeCase(
+        Case(ModelSpec("mlp", 3, 1, hidden=1, activation="leaky_relu"), (3,) * 7, torch.float64, 3),
+        1,
+        OptimizerChoice("SGD+momentum"),
+        epochs=3,
+    ),
+    "float32 run to inf": RecipeCase(
+        Case(ModelSpec("mlp", 3, 1, hidden=2, activation="gelu", bias=False), (1, 2, 2, 3), torch.float32, 16118),
+        1,
+        OptimizerChoice("SGD+momentum"),
+        epochs=3,
+    ),
+    "9 momentum steps under GradScaler": RecipeCase(
+        Case(ModelSpec("tied", 1, 1, activation="gelu"), (3, 2, 2, 3, 2, 2, 2), torch.float64, 7580),
+        3,
+        OptimizerChoice("SGD+momentum"),
+        scaler=True,
+        epochs=3,
+    ),
+}
+
+
+@pytest.mark.parametrize("example", DIVERGING.values(), ids=DIVERGING.keys())
+def test_the_correct_loop_passes_where_training_diverges_or_drifts_from_a_separate_full_batch_run(example):
+    if example.scaler and not scaler_supported():
+        pytest.skip("no CPU torch.amp.GradScaler (torch < 2.3)")
     check_example(CORRECT_RECIPE, example)
 
 
