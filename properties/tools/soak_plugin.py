@@ -10,7 +10,8 @@ Load it with `-p properties.tools.soak_plugin`. Its options:
   --soak-keep N                keep at most N failure records per test (default 1000; all are counted)
   --soak-dtype NAME            every `properties.strategies.dtypes()` that may draw low precision draws only
                                NAME (float32, float16 or bfloat16): a per-dtype target met without the
-                               float64 examples; tests that draw no dtype run as usual
+                               float64 examples (DTYPE_CONSTANTS too, such as the tutorial loop's
+                               float64/float32 draw); tests that draw no dtype run as usual
 
 Each @given test runs with Hypothesis only generating (phases explicit and generate, no
 database, no deadline, not derandomized, every health check suppressed) and its body
