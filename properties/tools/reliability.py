@@ -250,6 +250,7 @@ def new_family(name: str) -> dict:
         "where": None,
         "seconds": 0.0,
         "chunks": set(),
+        "commits": {},
     }
 
 
@@ -290,7 +291,7 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
             best[key] = (chunk, test)
     families: dict[str, dict] = {}
     failures, others = [], []
-    for (seed, pin, nodeid, _when), (_chunk, test) in sorted(best.items(), key=lambda item: (item[0][2], item[0][0], item[0][1])):
+    for (seed, pin, nodeid, _when), (chunk, test) in sorted(best.items(), key=lambda item: (item[0][2], item[0][0], item[0][1])):
         soak = test.get("soak") or {}
         if not soak.get("given"):
             if test.get("outcome") in ("failed", "xpassed"):
@@ -312,6 +313,13 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
         row["failing_examples"] += soak["failing_examples"]
         row["failure_count"] += soak["failure_count"]
         row["seconds"] += soak["seconds"]
+        at = row["commits"].setdefault(
+            chunk.get("commit") or "?", {"examples": 0, "worst": None, "first": chunk.get("date") or ""}
+        )
+        at["examples"] += soak["examples"]
+        at["first"] = min(at["first"], chunk.get("date") or "")
+        if worse(soak["worst"], at["worst"]):
+            at["worst"] = soak["worst"]
         for name, bucket in soak["dtypes"].items():
             mine = row["dtypes"].setdefault(name, {"examples": 0, "failures": 0, "worst": None})
             mine["examples"] += bucket["examples"]
@@ -366,7 +374,11 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
             {
                 **row,
                 "tests": len(row["tests"]),
-                "chunks": sorted(row["chunks"]),
+                "chunks": sorted(row["chunks"], key=seed_order),
+                "commits": {
+                    commit: {"examples": at["examples"], "worst": at["worst"]}
+                    for commit, at in sorted(row["commits"].items(), key=lambda item: (item[1]["first"], item[0]))
+                },
                 "seconds": round(row["seconds"], 3),
                 "examples_per_second": round(row["examples"] / row["seconds"], 2) if row["seconds"] else None,
                 "target_met": met,
@@ -410,6 +422,12 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
     }
 
 
+def seed_order(seed) -> tuple:
+    """Seeds in numeric order where they are numbers (0, 2, 10, 100), the rest after them as text."""
+    text = str(seed)
+    return (0, int(text), "") if text.lstrip("-").isdigit() else (1, 0, text)
+
+
 def number(value: Optional[float]) -> str:
     """An error ÷ tolerance for the table: 3 significant digits, '—' when nothing was compared."""
     if value is None:
@@ -425,9 +443,9 @@ def cut(text: str, limit: int = 160) -> str:
 def render_soak_markdown(report: dict, list_limit: int = 50) -> str:
     """The soak as markdown: header, one row per family, where each came closest to failing, every failure."""
     chunks = report["chunks"]
-    seeds = ", ".join(str(c["seed"]) for c in chunks) or "none"
-    settings = sorted({(c.get("examples"), c.get("window_examples")) for c in chunks}, key=str)
-    per_chunk = "; ".join(f"{e} examples per @given test per chunk ({w} windows for distributed)" for e, w in settings)
+    seeds = ", ".join(str(s) for s in sorted({c["seed"] for c in chunks}, key=seed_order)) or "none"
+    sizes = sorted({c.get("examples") for c in chunks if c.get("examples") is not None})
+    per_chunk = f"{', '.join(f'{e:,}' for e in sizes)} examples per @given test per chunk" if sizes else "no examples"
     broken = [c for c in chunks if c.get("status") != "ok"]
     commits = ", ".join(sorted({c["commit"] for c in chunks if c.get("commit")}))
     lines = [
@@ -475,6 +493,21 @@ def render_soak_markdown(report: dict, list_limit: int = 50) -> str:
                 f"- **{row['family']}** {number(row['worst'])}: {where['comparison']} in "
                 f"`{where['test'].split('::')[-1]}` (seed {where['seed']}); {cut(where['case'], 300)}"
             )
+    if any(len(row.get("commits") or {}) > 1 for row in report["families"]):
+        lines += [
+            "",
+            "## Examples per commit",
+            "",
+            "Bounds can change between commits, so each family's examples and worst error ÷ tolerance are given "
+            "per commit its chunks ran on, oldest first.",
+            "",
+        ]
+        for row in report["families"]:
+            runs = " · ".join(
+                f"{'commit not recorded' if commit == '?' else commit} {at['examples']:,} (worst {number(at['worst'])})"
+                for commit, at in (row.get("commits") or {}).items()
+            )
+            lines.append(f"- **{row['family']}**: {runs}")
     failures = report["failures"]
     lines += ["", "## False failures", ""]
     if not failures:

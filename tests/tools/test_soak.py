@@ -248,6 +248,25 @@ def test_chunks_aggregate_per_family_with_dtypes_failures_the_worst_excess_and_t
     assert pinned["duplicates_left_out"] == 1 and pinned["examples"] == 2800, "a dtype pin draws other examples"
 
 
+def test_each_family_counts_its_examples_and_worst_excess_per_commit_oldest_first():
+    old = {**CHUNKS[0], "commit": "aaa1111", "date": "2026-01-01T00:00:00+00:00"}
+    new = [{**c, "commit": "bbb2222", "date": "2026-02-01T00:00:00+00:00"} for c in CHUNKS[1:]]
+    report = reliability.aggregate([*new, old])
+    rows = {row["family"]: row for row in report["families"]}
+    assert rows["a"]["commits"] == {"aaa1111": {"examples": 200, "worst": 0.5}, "bbb2222": {"examples": 100, "worst": 0.75}}
+    assert list(rows["distributed"]["commits"]) == ["aaa1111", "bbb2222"]
+    text = reliability.render_soak_markdown(report)
+    assert "- **a**: aaa1111 200 (worst 0.5) · bbb2222 100 (worst 0.75)" in text
+    assert "seeds 1, 2;" in text and "100 examples per @given test per chunk" in text
+    assert "## Examples per commit" not in reliability.render_soak_markdown(reliability.aggregate(CHUNKS)), (
+        "one commit: no section"
+    )
+
+
+def test_seeds_sort_as_numbers():
+    assert sorted([100, "10", 2, "x", 0], key=reliability.seed_order) == [0, 2, "10", 100, "x"]
+
+
 def test_the_soak_report_has_a_row_per_family_and_lists_each_failure_with_its_case_and_reproduce_command():
     text = reliability.render_soak_markdown(reliability.aggregate(CHUNKS, "python -m properties.reliability --soak"))
     assert "**2,700 examples, 2 false failures**" in text
