@@ -101,12 +101,22 @@ def render_markdown(report: dict) -> str:
         + (" --with-meta" if report["with_meta"] else "")
         + "` (a finished seed is kept in reports/reliability/ and not run again unless --fresh).",
         "",
-        "| seed | result | tests | examples | seconds | failing tests |",
-        "|---|---|---|---|---|---|",
+        "| seed | result | tests | examples | seconds | commit | finished | failing tests |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         failing = ", ".join(f"`{f['test'].split('::')[-1]}`" for f in r["failures"]) or "—"
-        cells = [r["seed"], r["status"], r["tests"], r["examples"], f"{r['seconds']:.1f}", failing]
+        finished = (r.get("finished") or "—")[:10]
+        cells = [
+            r["seed"],
+            r["status"],
+            r["tests"],
+            r["examples"],
+            f"{r['seconds']:.1f}",
+            r.get("commit") or "—",
+            finished,
+            failing,
+        ]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     failures = [f for r in rows for f in r["failures"]]
     if failures:

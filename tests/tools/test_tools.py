@@ -252,7 +252,12 @@ def test_reliability_prints_a_reproduce_command_per_failure():
     text = reliability.render_markdown(
         {"torch": "2.x", "profile": "thorough", "with_meta": False, "seconds": 1.0, "seeds": [row]}
     )
-    assert "**0/1 seeds passed**" in text and "| 7 | FAIL | 1 | 5 | 1.0 | `t[x]` |" in text and command in text
+    assert "**0/1 seeds passed**" in text and "| 7 | FAIL | 1 | 5 | 1.0 | — | — | `t[x]` |" in text and command in text
+    dated = {**row, "commit": "abc1234", "finished": "2026-12-02T22:24:59+00:00"}
+    text = reliability.render_markdown(
+        {"torch": "2.x", "profile": "thorough", "with_meta": False, "seconds": 1.0, "seeds": [dated]}
+    )
+    assert "| 7 | FAIL | 1 | 5 | 1.0 | abc1234 | 2026-12-02 | `t[x]` |" in text
 
 
 SUMMARY_TESTS = """
