@@ -1,16 +1,16 @@
 """Benchmark: examples per second per family, Hypothesis' overhead, suite wall time, cost per example.
 
-    python -m properties.bench                      # everything; writes reports/bench.json (and .md, .png)
-    python -m properties.bench --skip-suite-timing  # leave out the two whole-suite runs
-    python -m properties.bench --plot               # only draw reports/bench.png from reports/bench.json
+    python -m tools.bench                      # everything; writes reports/bench.json (and .md, .png)
+    python -m tools.bench --skip-suite-timing  # leave out the two whole-suite runs
+    python -m tools.bench --plot               # only draw reports/bench.png from reports/bench.json
 
 Four measurements:
-  throughput   the suite without tests/meta, run once by properties.tools.audit_plugin: examples run and
+  throughput   the suite without tests/meta, run once by tools.audit_plugin: examples run and
                seconds per test, summed per family (test module) into examples per second
   replay       in that same run, each passing test's body is called again on the examples it drew,
                without Hypothesis; replay ratio = Hypothesis run seconds / plain replay seconds
   suite        wall time of the default suite (tests/meta included) with `-n 0` and with `-n auto`, and
-               where it goes, phase by phase per worker (properties.tools.timeline_plugin): start-up,
+               where it goes, phase by phase per worker (tools.timeline_plugin): start-up,
                collection, fixture set-up, test calls, teardown, and the wait at the end
   scaling      seconds per example of one check (check_backward_sums by default) as the number of
                micro-batches k and the model width grow, measured in this process without Hypothesis
@@ -31,7 +31,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Optional
 
-from properties.tools.audit import REPORTS, ROOT, require_clone, run_pytest
+from tools.audit import REPORTS, ROOT, require_clone, run_pytest
 
 AIMS = {"replay_ratio": 1.3, "suite_seconds_n_auto": 60.0, "speedup": 1.8}
 K_VALUES = (1, 2, 4, 8, 16, 32)
@@ -129,7 +129,7 @@ def time_suite(workers: str, profile: str, timeout: float) -> dict:
         record = Path(scratch) / "timeline.json"
         command = [
             *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", workers, f"--hypothesis-profile={profile}"),
-            *("-p", "properties.tools.timeline_plugin", f"--timeline-record={record}"),
+            *("-p", "tools.timeline_plugin", f"--timeline-record={record}"),
         ]
         started = time.time()
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -398,7 +398,7 @@ def render_markdown(report: dict) -> str:
             "",
             "large end: examples drawn from the strategies' large share — a parameter tensor of ≥ 1,024 elements, "
             "a micro-batch of more than 3 rows, more than 8 layers or more than 4 steps "
-            "(`properties.tools.audit_plugin.from_the_large_end`).",
+            "(`tools.audit_plugin.from_the_large_end`).",
             "",
             f"Replay ratio {fmt(total)}{aim(total, AIMS['replay_ratio'])}: seconds of a second, warm "
             "Hypothesis run over seconds of calling the same test bodies on the examples it drew, "
@@ -465,7 +465,7 @@ def phase_table(suite: dict) -> list[str]:
     for key, label in PHASES:
         lines.append(f"| {label} | " + " | ".join(f"{row.get(key, 0):.1f}" for _, row in columns) + " |")
     lines.append("| **wall** | " + " | ".join(f"**{sum(row.values()):.1f}**" for _, row in columns) + " |")
-    lines += ["", "Read off `properties.tools.timeline_plugin`'s record of each run (seconds).", ""]
+    lines += ["", "Read off `tools.timeline_plugin`'s record of each run (seconds).", ""]
     lines += [f"- {line}" for line in suite.get("in_the_way", [])]
     for key, title in (("slowest_setups", "Slowest set-ups"), ("slowest_calls", "Slowest calls")):
         rows = suite["n_auto"].get(key) or []
@@ -500,7 +500,7 @@ def redraw(directory: Path) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m properties.bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="dev", help="Hypothesis profile (default: dev)")
     p.add_argument("--seed", default="0", help="--hypothesis-seed for the throughput run, or 'random' (default: 0)")
     p.add_argument("--skip-suite-timing", action="store_true", help="leave out the -n 0 / -n auto suite runs")
@@ -526,7 +526,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser().parse_args(argv)
     if args.plot:
         return redraw(args.output)
-    require_clone("python -m properties.bench")
+    require_clone("python -m tools.bench")
 
     import torch
 

@@ -1,7 +1,7 @@
 """No false failures: run the suite under many distinct --hypothesis-seed values and report pass or fail per seed.
 
-    python -m properties.reliability --seeds 20                 # thorough profile, seeds 0…19
-    python -m properties.reliability --seeds 5 --start 1000 --profile ci --with-meta
+    python -m tools.reliability --seeds 20                 # thorough profile, seeds 0…19
+    python -m tools.reliability --seeds 5 --start 1000 --profile ci --with-meta
 
 Each seed is one pytest subprocess (by default without tests/meta, whose negative controls are
 derandomized and so do not depend on the seed) with the example database off, so that no seed
@@ -13,15 +13,15 @@ written to reports/reliability.json and reports/reliability.md.
 Soak: very many examples per property family, every failure recorded, and how close a sound
 torch comes to failing (the largest error ÷ tolerance of any comparison that passed):
 
-    python -m properties.reliability --soak                     # 1 chunk: 2000 examples per @given test
-    python -m properties.reliability --soak --chunks 10 --start 0 --jobs 2
-    python -m properties.reliability --soak --families backward_accumulates precision --examples 500
-    python -m properties.reliability --soak --families bounds --dtype float16   # low precision only in float16
-    python -m properties.reliability --soak --render            # only re-aggregate the chunks already run
+    python -m tools.reliability --soak                     # 1 chunk: 2000 examples per @given test
+    python -m tools.reliability --soak --chunks 10 --start 0 --jobs 2
+    python -m tools.reliability --soak --families backward_accumulates precision --examples 500
+    python -m tools.reliability --soak --families bounds --dtype float16   # low precision only in float16
+    python -m tools.reliability --soak --render            # only re-aggregate the chunks already run
 
 Chunk i is one pytest subprocess (-n 0) with --hypothesis-seed=START+i over the default suite's
-property modules (no tests/meta, no tooling tests) and properties/tools/soak_recipes.py (the correct
-recipe under each option set), run under properties.tools.soak_plugin: every @given test draws
+property modules (no tests/meta, no tooling tests) and tools/soak_recipes.py (the correct
+recipe under each option set), run under tools.soak_plugin: every @given test draws
 --examples examples (--distributed-examples for the distributed family, where an example is one
 window), and a failing example is recorded and the test goes on; tests without @given run once
 per chunk, as usual, and one that fails is listed apart. Each finished chunk is saved as
@@ -52,8 +52,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from properties.tools.audit import REPORTS, ROOT, SUITE_ARGS, failed_tests, require_clone, run_pytest
-from properties.tools.audit_plugin import ratio_from_json as ratio
+from tools.audit import REPORTS, ROOT, SUITE_ARGS, failed_tests, require_clone, run_pytest
+from tools.audit_plugin import ratio_from_json as ratio
 
 
 def reproduce_command(nodeid: str, profile: str, seed: int) -> str:
@@ -95,7 +95,7 @@ def render_markdown(report: dict) -> str:
         + (f", commit {', '.join(report['commits'])}" if report.get("commits") else "")
         + ".",
         "",
-        f"Command: `python -m properties.reliability --seeds {len(rows)}"
+        f"Command: `python -m tools.reliability --seeds {len(rows)}"
         + (f" --start {rows[0]['seed']}" if rows and rows[0]["seed"] else "")
         + (f" --profile {report['profile']}" if report["profile"] != "thorough" else "")
         + (" --with-meta" if report["with_meta"] else "")
@@ -127,8 +127,8 @@ def render_markdown(report: dict) -> str:
 
 # --- soak ----------------------------------------------------------------------------------------
 
-TOOLING_TESTS = ("test_recipe_plugin.py", "test_public_api.py")  # they run subprocesses; tests/tools/ is not globbed
-RECIPE_SOAK = "properties/tools/soak_recipes.py"
+TOOLING_TESTS = ("test_recipe_plugin.py", "test_public_api.py")  # they run subprocesses
+RECIPE_SOAK = "tools/soak_recipes.py"
 SOAK_PROFILE = "dev"
 EXAMPLE_TARGET = 20_000
 WINDOW_TARGET = 2_000
@@ -138,8 +138,8 @@ WINDOW_FAMILIES = ("distributed", "distributed_options", "fsdp")
 
 def soak_files() -> dict[str, str]:
     """family → file of the soak: tests/test_*.py but the tooling tests (they run subprocesses), and the recipe soak."""
-    from properties.tools.bench import family
-    from properties.tools.soak_recipes import SOAK_FAMILY
+    from tools.bench import family
+    from tools.soak_recipes import SOAK_FAMILY
 
     files = {
         family(path.name): f"tests/{path.name}"
@@ -171,7 +171,7 @@ def soak_pytest_args(record: Path, examples: int, window_examples: int, dtype: O
     """The pytest options of one chunk beyond run_pytest's own: the soak plugin, its example counts and dtype pin."""
     return (
         "-p",
-        "properties.tools.soak_plugin",
+        "tools.soak_plugin",
         f"--soak-record={record}",
         f"--soak-examples={examples}",
         *((f"--soak-dtype={dtype}",) if dtype else ()),
@@ -185,7 +185,7 @@ def soak_reproduce(nodeid: str, seed, examples: Optional[int], dtype: Optional[s
     """The command that re-runs one test's soak: it draws the same examples and lists its failures in the summary."""
     count = f" --soak-examples={examples}" if examples else ""
     pin = f" --soak-dtype={dtype}" if dtype else ""
-    return f"pytest -p properties.tools.soak_plugin{count}{pin} '{nodeid}' --hypothesis-seed={seed}"
+    return f"pytest -p tools.soak_plugin{count}{pin} '{nodeid}' --hypothesis-seed={seed}"
 
 
 def current_commit() -> Optional[str]:
@@ -614,7 +614,7 @@ def soak(args, command: str, progress: Callable[[str], None]) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m properties.reliability", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tools.reliability", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--seeds", type=int, default=20, help="how many seeds (default: 20)")
     p.add_argument("--start", type=int, default=0, help="first seed (default: 0); with --soak, chunk i uses START+i")
@@ -655,9 +655,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     if not args.render:
-        require_clone("python -m properties.reliability")
+        require_clone("python -m tools.reliability")
     if args.soak or args.render:
-        command = "python -m properties.reliability " + " ".join(shlex.quote(a) for a in argv)
+        command = "python -m tools.reliability " + " ".join(shlex.quote(a) for a in argv)
         return soak(args, command, lambda line: print(line, file=sys.stderr, flush=True))
     start = time.perf_counter()
     jobs = args.jobs or os.cpu_count() or 1

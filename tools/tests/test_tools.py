@@ -1,6 +1,7 @@
 """The audit, benchmark, reliability and summary tools: discovery, counting, judging and rendering."""
 
 import json
+import os
 import types
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import UnsatisfiedAssumption
 
 from properties.mutants import autograd
-from properties.tools import audit, audit_plugin, bench, reliability
+from tools import audit, audit_plugin, bench, reliability
 
 pytest_plugins = ["pytester"]
 
@@ -420,11 +421,12 @@ def test_passes():
 """
 
 
-def test_the_recorder_writes_each_failures_error_over_tolerance(pytester):
+def test_the_recorder_writes_each_failures_error_over_tolerance(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(audit.ROOT), os.environ.get("PYTHONPATH")])))
     pytester.makepyfile(test_margins=MARGIN_TESTS)
     path = pytester.path / "record.json"
     result = pytester.runpytest_subprocess(
-        "-p", "properties.tools.audit_plugin", "-p", "no:cacheprovider", "-p", "no:grad_accumulation", f"--audit-record={path}"
+        "-p", "tools.audit_plugin", "-p", "no:cacheprovider", "-p", "no:grad_accumulation", f"--audit-record={path}"
     )
     result.assert_outcomes(passed=1, failed=2)
     records = {r["nodeid"].split("::")[-1]: r for r in json.loads(path.read_text())["tests"]}
@@ -436,5 +438,5 @@ def test_the_recorder_writes_each_failures_error_over_tolerance(pytester):
 def test_a_tool_run_outside_a_clone_refuses_with_a_message_that_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(audit, "ROOT", tmp_path)
     with pytest.raises(SystemExit) as stopped:
-        audit.require_clone("python -m properties.audit")
+        audit.require_clone("python -m tools.audit")
     assert "from a clone of the repository" in str(stopped.value) and str(tmp_path) in str(stopped.value)

@@ -1,13 +1,13 @@
 """pytest plugin for the benchmark: when each phase of a run happens, per xdist worker, to show where wall time goes.
 
-Load it with `-p properties.tools.timeline_plugin --timeline-record=PATH`. On the process that runs
+Load it with `-p tools.timeline_plugin --timeline-record=PATH`. On the process that runs
 the session (the xdist controller, or the only process with -n 0) it writes, at the end:
 
   {"session_start", "session_end", "collected",         wall-clock seconds (time.time())
    "workers": {id: {"ready", "collected"}},              xdist: when each worker was up, had collected
    "reports": [{"nodeid", "when", "start", "stop", "worker"}]}   every setup, call and teardown
 
-`properties.tools.bench.phases` turns it into seconds per phase: start-up, collection, set-up,
+`tools.bench.phases` turns it into seconds per phase: start-up, collection, set-up,
 calls, teardown and the time a worker waited at the end for the other.
 """
 

@@ -1,6 +1,6 @@
 """pytest plugin for the soak: many examples per @given test, every failure recorded, how close each comparison came.
 
-Load it with `-p properties.tools.soak_plugin`. Its options:
+Load it with `-p tools.soak_plugin`. Its options:
 
   --soak-examples N            max_examples for every @given test of the run
   --soak-examples-for FAM=N    max_examples for the @given tests of one family (repeatable;
@@ -15,13 +15,13 @@ Load it with `-p properties.tools.soak_plugin`. Its options:
 
 Each @given test runs with Hypothesis only generating (phases explicit and generate, no
 database, no deadline, not derandomized, every health check suppressed) and its body
-(`test.hypothesis.inner_test`, wrapped as properties.tools.audit_plugin wraps it to count examples)
+(`test.hypothesis.inner_test`, wrapped as tools.audit_plugin wraps it to count examples)
 runs each example inside `properties.compare.observing`, so every comparison reports its
 error ÷ tolerance. An example that raises (an AssertionError, or any other exception but
 Hypothesis' own control flow and pytest's skip) is recorded — test, drawn arguments, the message's
 first lines, the error ÷ tolerance of the failing comparison — and not re-raised, so the test goes
 on to its next example and passes. An AssertionError carrying `by_property`, a list of
-(property, message), is recorded once per property (properties/tools/soak_recipes.py raises one).
+(property, message), is recorded once per property (tools/soak_recipes.py raises one).
 Examples Hypothesis rejects (assume, filters) are not counted. Per test the record keeps the
 examples run, the failures, the worst error ÷ tolerance over passing examples (which comparison,
 which example) and examples, failures and worst per dtype (the dtype of a drawn Case, of the case
@@ -42,9 +42,9 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from properties.tools import audit_plugin
-from properties.tools.audit_plugin import _is_data_object, is_control_flow, margins_in, ratio_to_json
-from properties.tools.bench import family as family_of_nodeid
+from tools import audit_plugin
+from tools.audit_plugin import _is_data_object, is_control_flow, margins_in, ratio_to_json
+from tools.bench import family as family_of_nodeid
 
 RECORD_KEY = "soak"
 MESSAGE_LINES = 15
@@ -277,7 +277,7 @@ class SoakStats:
 
 
 def pytest_addoption(parser):
-    group = parser.getgroup("soak", "the soak: many examples, every failure recorded (python -m properties.reliability --soak)")
+    group = parser.getgroup("soak", "the soak: many examples, every failure recorded (python -m tools.reliability --soak)")
     group.addoption(
         "--soak-examples", type=int, default=None, metavar="N", help="max_examples for every @given test (default: the profile's)"
     )

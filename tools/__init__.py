@@ -2,5 +2,5 @@
 
 They run the library and the tests from outside, from a clone of the repository (they start
 pytest on its tests/); nothing in the library imports them. Their commands keep the short names
-`python -m properties.audit`, `.bench`, `.reliability` and `.matrix`.
+`python -m tools.audit`, `.bench`, `.reliability` and `.matrix`.
 """

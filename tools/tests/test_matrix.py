@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from properties.tools import matrix
+from tools import matrix
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest">
@@ -66,7 +66,7 @@ NEW = {"tests/test_a.py::test_hook": matrix.Outcome("passed"), "tests/test_a.py:
 
 
 def report(*results) -> str:
-    return matrix.render(results, command="python -m properties.matrix", context={"date": "today"})
+    return matrix.render(results, command="python -m tools.matrix", context={"date": "today"})
 
 
 @pytest.mark.parametrize(
@@ -151,7 +151,7 @@ def test_arguments_after_a_double_dash_go_to_pytest_and_versions_default_to_the_
 
 
 def test_the_matrix_command_needs_no_torch_in_the_python_that_runs_it():
-    script = "import sys; sys.modules['torch'] = None; import properties.tools.matrix"
+    script = "import sys; sys.modules['torch'] = None; import tools.matrix"
     completed = subprocess.run([sys.executable, "-c", script], cwd=matrix.ROOT, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
 
@@ -207,7 +207,7 @@ def test_each_known_deviation_shows_per_version_whether_it_is_affected_fixed_or_
         result("2.13.0", {key: matrix.Outcome("xfailed", reason)}, sets_none=True),
         result("2.14.1", {key: matrix.Outcome("failed", f"[XPASS(strict)] {reason}")}, sets_none=True),
     ]
-    report = matrix.render(results, command="python -m properties.matrix", context={})
+    report = matrix.render(results, command="python -m tools.matrix", context={})
     section = report.split("## Known deviations per version")[1].split("\n## ")[0]
     row = next(line for line in section.splitlines() if line.startswith("| DDP static_graph"))
     assert "pass (not affected" in row and "xfail (affected)" in row and "**XPASS** (fixed" in row, section

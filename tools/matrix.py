@@ -1,10 +1,10 @@
 """Run the suite on several torch versions, each in its own virtual environment, and report what changed.
 
-    python -m properties.matrix [VERSION ...]          (default: 1.13.1 2.13.0 2.14.1)
+    python -m tools.matrix [VERSION ...]          (default: 1.13.1 2.13.0 2.14.1)
 
 For each version: create or reuse `.matrix/venvs/torch-VERSION`, install `torch==VERSION` with the
 extra requirements `EXTRA_REQUIREMENTS` gives that version, then this suite (editable); run
-`properties.observe` and `properties.tools.fingerprint` there, and the suite with `--junitxml`. Then
+`properties.observe` and `tools.fingerprint` there, and the suite with `--junitxml`. Then
 write `matrix.md` and, beside it, `matrix/torch-VERSION.{xml,observed.json,fingerprint.json}`
 into a run directory, `.matrix/runs/DATE-TIME/` (git-ignored), or into the committed `reports/`
 with `--update-reports`. A reused environment only reinstalls the suite; a version that the
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VERSIONS = ("1.13.1", "2.13.0", "2.14.1")
 
 # Extra pip requirements per range of torch versions [from, below): the one place they live.
@@ -127,7 +127,7 @@ def parse_junit(text: str, root: Optional[Path] = ROOT) -> dict[str, Outcome]:
 
 # ---------------------------------------------------------------- comparing fingerprints
 
-QUANTITIES = ("seeded inputs", "full batch", "accumulated")  # the sections of a properties.tools.fingerprint case
+QUANTITIES = ("seeded inputs", "full batch", "accumulated")  # the sections of a tools.fingerprint case
 ROUNDOFF = 2.0**-53  # u of float64
 
 
@@ -348,7 +348,7 @@ def render_fingerprint(results: Sequence[VersionResult]) -> list[str]:
     gradients = [d for d in found if d.quantity != "seeded inputs"]
     lines += [
         f"Float64 gradients of {len(next(iter(prints.values()))['cases'])} fixed cases "
-        "(`properties/tools/fingerprint.py`; summed MSE, on exact dyadic inputs that are the same in every version): "
+        "(`tools/fingerprint.py`; summed MSE, on exact dyadic inputs that are the same in every version): "
         "the full-batch gradient and the gradient accumulated over fixed micro-batches, compared between every "
         "pair of versions. |Δ| is also given in units of u·max|g|, u = 2⁻⁵³.",
         "",
@@ -587,7 +587,7 @@ def probe_and_test(python: Path, version: str, options: Options, result: Version
     }
     env.pop("PYTHONPATH", None)
     started = time.perf_counter()
-    for module, suffix in (("properties.observe", "observed.json"), ("properties.tools.fingerprint", "fingerprint.json")):
+    for module, suffix in (("properties.observe", "observed.json"), ("tools.fingerprint", "fingerprint.json")):
         if run([str(python), "-m", module, "--output", str(options.raw(version, suffix))], log, cwd=ROOT, env=env):
             result.problem = f"{module} failed: {tail(log, 3)}"
     result.probe_s = time.perf_counter() - started
@@ -683,7 +683,7 @@ def load_result(version: str, options: Options) -> VersionResult:
 
 def parse_args(argv: Optional[Sequence[str]]) -> tuple[list[str], Options]:
     parser = argparse.ArgumentParser(
-        prog="python -m properties.matrix",
+        prog="python -m tools.matrix",
         description=__doc__.splitlines()[0],
         epilog="Arguments after -- go to pytest, e.g. -- -k zero_grad",
     )
@@ -760,7 +760,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     recorded = json.loads(runs[0].read_text()) if options.render_only and runs else {}
     profile, seed = recorded.get("profile", options.profile), recorded.get("seed", options.seed)
     pytest_args = recorded.get("pytest_args", options.pytest_args)
-    command = "python -m properties.matrix " + " ".join(versions)
+    command = "python -m tools.matrix " + " ".join(versions)
     command += " -- " + " ".join(pytest_args) if pytest_args else ""
     context = {
         "date": datetime.date.today().isoformat(),

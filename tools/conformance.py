@@ -1,8 +1,8 @@
 """Framework conformance: every bundled configuration of each installed framework, property by property.
 
-    python -m properties.conformance                     # every framework installed, 40 drawn examples each
-    python -m properties.conformance --examples 200      # search longer
-    python -m properties.conformance --frameworks accelerate
+    python -m tools.conformance                     # every framework installed, 40 drawn examples each
+    python -m tools.conformance --examples 200      # search longer
+    python -m tools.conformance --frameworks accelerate
 
 For each configuration (properties/frameworks/: the transformers Trainer, Lightning's Trainer,
 Accelerate), the recipe checker's search runs the real framework on the measured edge examples and
@@ -22,14 +22,14 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from properties.tools.audit import REPORTS, require_clone
+from tools.audit import REPORTS, require_clone
 
 PROPERTY_NAMES = ("runs", "data", "finite", "steps", "leaks", "gradients", "parameters")
 MARKS = {"pass": "✓ pass", "fail": "✗ fail", "known deviation": "⚠ known deviation"}
 
 
 def parser() -> argparse.ArgumentParser:
-    parse = argparse.ArgumentParser(prog="python -m properties.conformance", description=__doc__.split("\n\n")[0])
+    parse = argparse.ArgumentParser(prog="python -m tools.conformance", description=__doc__.split("\n\n")[0])
     parse.add_argument("--examples", type=int, default=40, help="drawn examples per configuration, after the edge examples")
     parse.add_argument("--frameworks", nargs="*", default=None, help="transformers, pytorch-lightning, accelerate (default: all)")
     parse.add_argument("--output", type=Path, default=REPORTS, help="directory for conformance.md and conformance.json")
@@ -158,7 +158,7 @@ def render_markdown(report: dict) -> str:
     lines = [
         "# Framework conformance",
         "",
-        f"{versions}; torch {report['torch']}, Python {report['python']}, CPU. Written by `python -m properties.conformance` "
+        f"{versions}; torch {report['torch']}, Python {report['python']}, CPU. Written by `python -m tools.conformance` "
         f"in {report['seconds']} s: per configuration, the measured edge examples and then {report['examples']} drawn ones "
         "(derandomized), each run through the real framework and judged by the recipe properties "
         "([docs/frameworks.md](../docs/frameworks.md)). ✓ pass: no counterexample found; ✗ fail: a counterexample no "
@@ -232,7 +232,7 @@ def render_markdown(report: dict) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parser().parse_args(argv)
-    require_clone("python -m properties.conformance")
+    require_clone("python -m tools.conformance")
     report = run(args.frameworks, args.examples)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "conformance.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""The soak (python -m properties.reliability --soak): its plugin records every failure and goes on; chunks aggregate and render."""
+"""The soak (python -m tools.reliability --soak): its plugin records every failure and goes on; chunks aggregate and render."""
 
 import json
 import types
@@ -8,7 +8,7 @@ import torch
 
 from properties.case import Case
 from properties.models import ModelSpec
-from properties.tools import reliability, soak_plugin
+from tools import reliability, soak_plugin
 
 pytest_plugins = ["pytester"]
 
@@ -47,7 +47,7 @@ def test_the_plugin_records_every_failure_with_its_case_and_excess_and_the_run_g
     pytester.makepyfile(test_fake=FAKE_PROPERTIES)
     record = pytester.path / "soak.json"
     result = pytester.runpytest_inprocess(
-        "-p", "properties.tools.soak_plugin", "--soak-examples=60", f"--soak-record={record}", "-p", "no:cacheprovider"
+        "-p", "tools.soak_plugin", "--soak-examples=60", f"--soak-record={record}", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(passed=3)
     tests = {t["nodeid"].split("::")[-1]: t for t in json.loads(record.read_text())["tests"]}
@@ -93,7 +93,7 @@ def test_a_dtype_pin_makes_every_low_precision_draw_that_dtype_and_is_undone_aft
 
     original = strategies.dtypes
     pytester.makepyfile(test_pin=PINNED)
-    result = pytester.runpytest_inprocess("-p", "properties.tools.soak_plugin", "--soak-dtype=float16", "-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess("-p", "tools.soak_plugin", "--soak-dtype=float16", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_pinned: * examples, 0 failing*"])  # the soak records a failing example and goes on
     assert strategies.dtypes is original
@@ -114,7 +114,7 @@ def test_pinned(dtype):
     assert dtype == torch.float32
 """
     )
-    pinned = pytester.runpytest_inprocess("-p", "properties.tools.soak_plugin", "--soak-dtype=float32", "-p", "no:cacheprovider")
+    pinned = pytester.runpytest_inprocess("-p", "tools.soak_plugin", "--soak-dtype=float32", "-p", "no:cacheprovider")
     pinned.assert_outcomes(passed=1)
     pinned.stdout.fnmatch_lines(["*test_pinned: * examples, 0 failing*"])  # the soak records a failing example and goes on
     assert tutorial.FIRST_LOOP_DTYPES is original
@@ -127,9 +127,7 @@ def test_untouched():
     assert tutorial.FIRST_LOOP_DTYPES.elements == (torch.float64, torch.float32)
 """
     )
-    untouched = pytester.runpytest_inprocess(
-        "-p", "properties.tools.soak_plugin", "--soak-dtype=float16", "-p", "no:cacheprovider"
-    )
+    untouched = pytester.runpytest_inprocess("-p", "tools.soak_plugin", "--soak-dtype=float16", "-p", "no:cacheprovider")
     untouched.assert_outcomes(passed=1)
     assert tutorial.FIRST_LOOP_DTYPES is original
 
@@ -224,7 +222,7 @@ CHUNKS = [
 
 
 def test_chunks_aggregate_per_family_with_dtypes_failures_the_worst_excess_and_the_target():
-    report = reliability.aggregate(CHUNKS, "python -m properties.reliability --soak")
+    report = reliability.aggregate(CHUNKS, "python -m tools.reliability --soak")
     rows = {row["family"]: row for row in report["families"]}
     a, distributed = rows["a"], rows["distributed"]
     assert report["duplicates_left_out"] == 1, "the same test under the same seed draws the same examples: counted once"
@@ -241,7 +239,7 @@ def test_chunks_aggregate_per_family_with_dtypes_failures_the_worst_excess_and_t
     assert report["examples"] == 2700 and report["failing_examples"] == 2
     assert [f["example"] for f in report["failures"]] == [3, 9]
     assert report["failures"][0]["reproduce"] == (
-        "pytest -p properties.tools.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1"
+        "pytest -p tools.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1"
     )
     assert [o["test"] for o in report["other_failures"]] == ["tests/test_a.py::plain"]
     pinned = reliability.aggregate([*CHUNKS, {**CHUNKS[-1], "dtype": "float16"}])
@@ -268,15 +266,12 @@ def test_seeds_sort_as_numbers():
 
 
 def test_the_soak_report_has_a_row_per_family_and_lists_each_failure_with_its_case_and_reproduce_command():
-    text = reliability.render_soak_markdown(reliability.aggregate(CHUNKS, "python -m properties.reliability --soak"))
+    text = reliability.render_soak_markdown(reliability.aggregate(CHUNKS, "python -m tools.reliability --soak"))
     assert "**2,700 examples, 2 false failures**" in text
     assert "| a | 2 | 300 | float32 90 · float64 210 | **2** | 0.75 | 100.0 | ✗ (float32 90, float64 210 < 20,000) |" in text
     assert "| distributed | 1 | 2,400 windows | float64 2,400 | 0 | 0.2 | 1200.0 | ✓ |" in text
     assert "  - case: Linear(1→1), float64, seed 9" in text and "error ÷ tolerance 2.5" in text
-    assert (
-        "reproduce: `pytest -p properties.tools.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1`"
-        in text
-    )
+    assert "reproduce: `pytest -p tools.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1`" in text
     assert "`tests/test_a.py::plain` (call, seed 1): plain broke" in text
     limited = reliability.render_soak_markdown(reliability.aggregate(CHUNKS), list_limit=1)
     assert "seed 9" not in limited and "… 1 more failures of `tests/test_a.py::t2`" in limited
@@ -310,7 +305,7 @@ def test_a_saved_chunk_is_skipped_the_others_run_and_every_chunk_file_is_aggrega
 
 def test_the_soak_runs_the_property_modules_and_the_recipe_soak_but_no_tooling_tests():
     files = reliability.soak_files()
-    assert files["correct_recipe"] == "properties/tools/soak_recipes.py"
+    assert files["correct_recipe"] == "tools/soak_recipes.py"
     assert files["backward_accumulates"] == "tests/test_backward_accumulates.py" and "distributed" in files
     assert not {"tools", "matrix", "gate_commands", "recipe_plugin", "soak"} & set(files)
     assert not any(path.startswith("tests/meta") for path in files.values())

@@ -5,7 +5,7 @@ from torch's generator (so a change in random number generation shows on its own
 exact inputs (dyadic k/16 from Python's `random`, identical in every version), the full-batch
 gradient of the summed loss and the gradient accumulated in `.grad` over the case's
 micro-batches. Two versions agree to rounding: |Δ| ≲ a few u·max|g|, u = 2⁻⁵³
-(`properties.tools.matrix` compares the fingerprints of several versions).
+(`tools.matrix` compares the fingerprints of several versions).
 """
 
 from __future__ import annotations

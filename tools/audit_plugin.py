@@ -1,6 +1,6 @@
 """pytest plugin for the audit and the benchmark: apply one fault to the whole run, count and replay examples.
 
-Load it with `-p properties.tools.audit_plugin`. Its options:
+Load it with `-p tools.audit_plugin`. Its options:
 
   --audit-fault MODULE:NAME   apply the Mutant named NAME from properties.mutants.MODULE for the whole
                               session (a pytest.MonkeyPatch, undone when the session ends)
@@ -247,7 +247,7 @@ def _is_data_object(value: Any) -> bool:
 
 
 def pytest_addoption(parser):
-    group = parser.getgroup("audit", "fault injection and example counting (properties.tools.audit, properties.tools.bench)")
+    group = parser.getgroup("audit", "fault injection and example counting (tools.audit, tools.bench)")
     group.addoption("--audit-fault", metavar="MODULE:NAME", help="apply this mutant from properties.mutants to the whole run")
     group.addoption("--audit-record", metavar="PATH", help="write the per-test records as JSON to PATH")
     group.addoption(

@@ -1,7 +1,7 @@
 """The soak's correct-recipe family: the bundled correct loop against every applicable recipe property, per option set.
 
-`python -m properties.reliability --soak` passes this file to pytest next to tests/ (pytest
-collects a file named on its command line whatever its name), so under properties.tools.soak_plugin
+`python -m tools.reliability --soak` passes this file to pytest next to tests/ (pytest
+collects a file named on its command line whatever its name), so under tools.soak_plugin
 each option set is one @given test run for many examples. The option sets are the check_recipe
 options the audit runs CORRECT_RECIPE with as its control (none, and each set a bundled wrong loop
 needs: clip_norm=0.1, scheduler, scaler) plus dtype="float32". Every drawn example runs every

@@ -1,8 +1,8 @@
 """Self-audit: run the suite once per bundled fault and report which tests catch it, after how many examples.
 
-    python -m properties.audit                 # every mutant and every bundled buggy recipe
-    python -m properties.audit --faults backward-overwrites-grad zero-grad-leaves-residue
-    python -m properties.audit --list          # the faults it knows
+    python -m tools.audit                 # every mutant and every bundled buggy recipe
+    python -m tools.audit --faults backward-overwrites-grad zero-grad-leaves-residue
+    python -m tools.audit --list          # the faults it knows
 
 Faults are discovered, not listed here: every `MUTANTS` tuple in the modules of properties/mutants/
 and, when properties.recipes exists, its BUGGY_RECIPES, each run through `pytest --recipe
@@ -10,7 +10,7 @@ MODULE:FUNCTION` with the --recipe-* options it names (CORRECT_RECIPE runs as a 
 pass, with no options and with each set of options a buggy recipe uses).
 
 Each fault gets its own pytest subprocess over the suite without tests/meta (the meta tests
-apply mutants themselves), with properties.tools.audit_plugin applying the fault for the whole session
+apply mutants themselves), with tools.audit_plugin applying the fault for the whole session
 and counting the examples each test ran before its first failure; Hypothesis' deadline is off,
 so that a slow example on a busy machine is never taken for a caught fault. A run with no fault
 comes first: a test that fails there is reported and credited with nothing.
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from properties.tools.audit_plugin import ratio_from_json, ratio_to_json
+from tools.audit_plugin import ratio_from_json, ratio_to_json
 
 
 def require_clone(command: str) -> None:
@@ -52,7 +52,7 @@ def require_clone(command: str) -> None:
 
 def repository_root() -> Path:
     """The clone whose tests/ the tools run: this package's (editable install), else the working directory."""
-    package_parent = Path(__file__).resolve().parents[2]
+    package_parent = Path(__file__).resolve().parents[1]
     for candidate in (package_parent, Path.cwd()):
         if (candidate / "tests").is_dir() and (candidate / "properties").is_dir():
             return candidate
@@ -64,7 +64,6 @@ REPORTS = ROOT / "reports"
 SUITE_ARGS = (
     "tests",
     "--ignore=tests/meta",
-    "--ignore=tests/tools",
     "-m",
     "not meta and not frameworks",
 )  # frameworks: their own controls
@@ -187,7 +186,7 @@ def select(faults: list[Fault], names: Optional[Iterable[str]]) -> list[Fault]:
     chosen = [f for f in faults if any(n == f.name or n in f.name or n in " ".join(f.pytest_args) for n in wanted)]
     unknown = [n for n in wanted if not any(n == f.name or n in f.name or n in " ".join(f.pytest_args) for f in faults)]
     if unknown:
-        raise SystemExit(f"unknown fault(s) {unknown}; `python -m properties.audit --list` shows the known ones")
+        raise SystemExit(f"unknown fault(s) {unknown}; `python -m tools.audit --list` shows the known ones")
     return chosen
 
 
@@ -217,7 +216,7 @@ def pytest_command(
         "-p",
         "no:cacheprovider",
         "-p",
-        "properties.tools.audit_plugin",
+        "tools.audit_plugin",
         f"--audit-record={record}",
         f"--hypothesis-profile={profile}",
     ]
@@ -482,7 +481,7 @@ def write_reports(report: dict, directory: Path, stem: str = "audit") -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m properties.audit", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.audit", description=__doc__.splitlines()[0])
     p.add_argument("--faults", nargs="+", metavar="NAME", help="only these faults (a name or part of one)")
     p.add_argument("--profile", default="dev", help="Hypothesis profile (default: dev)")
     p.add_argument("--seed", default="0", help="--hypothesis-seed for every run, or 'random' (default: 0)")
@@ -497,7 +496,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parser().parse_args(argv)
-    require_clone("python -m properties.audit")
+    require_clone("python -m tools.audit")
     faults, notes = discover()
     if args.list:
         for fault in faults:
