@@ -193,6 +193,7 @@ class Bound:
     depths: dict[str, int]
     dtype: torch.dtype
     source: str = "the gradient replayed on magnitudes"
+    precision_note: str = ""
 
     def tolerance(self, name: str, extra_roundings: int = 0) -> Tolerance:
         """Two computations of the same gradient, each within γ_{K + extra}·M of it, agree within 2·γ_{K + extra}·max M."""
@@ -202,7 +203,7 @@ class Bound:
         return Tolerance(
             0.0,
             2 * gamma(depth, u) * magnitude,
-            f"2·γ_{depth}·M, M = max of {self.source} = {magnitude:.3g}, u={u:.3g} ({dtype_name(self.dtype)})",
+            f"2·γ_{depth}·M, M = max of {self.source} = {magnitude:.3g}, u={u:.3g} ({dtype_name(self.dtype)}{self.precision_note})",
         )
 
     def tolerances(self, extra_roundings: int = 0) -> dict[str, Tolerance]:
@@ -551,12 +552,15 @@ def sample_terms_bound(terms: Sequence[Mapping[str, Optional[torch.Tensor]]], de
     that part for any order, from the terms actually summed (as `sum_tolerances` does). Each term's
     own evaluation, a backward of at most `depth` roundings along any path, is within γ_depth·Mₛ of
     it, Mₛ its replay on magnitudes; with no replay of a user's model, Mₛ is taken as the largest
-    entry of Σₛ|tₛ| over the parameter (`Bound.tolerance` uses max M per tensor, so an entry that
-    cancels is covered by its tensor's largest). That is the one assumption: no parameter's
-    per-sample gradient cancels inside its own backward by more than the γ_depth margin leaves — depth
-    counts every parameter entry, a row's elements and 8 roundings per autograd node, so a product of
-    random-sign layers (|W|·|δ| ≈ √width·|W·δ| per layer) stays inside it. K = depth + #terms; the
-    caller adds the accumulation's own roundings (`accumulation_roundings`).
+    entry of Σₛ|tₛ| over the whole model, every parameter's M the largest of any: a parameter whose
+    gradient cancels inside its own backward (attention over a single key, layer 0 of a 2-token Llama:
+    the exact q_proj gradient ~1e-20, its terms' magnitudes ~1e-3) keeps only rounding noise in its
+    own Σₛ|tₛ|, and the backward's intermediate magnitudes are what its rounding scales with. That is
+    the one assumption: no intermediate of the backward exceeds the largest parameter gradient's
+    terms by more than the γ_depth margin leaves — depth counts every parameter entry, a row's
+    elements and 8 roundings per autograd node. It is an estimate, not a derivation: a model with no
+    replay has no derived bound. K = depth + #terms; the caller adds the accumulation's own
+    roundings (`accumulation_roundings`).
     """
     names = {name for term in terms for name, g in term.items() if g is not None}
     sizes: dict[str, torch.Tensor] = {}
@@ -567,9 +571,10 @@ def sample_terms_bound(terms: Sequence[Mapping[str, Optional[torch.Tensor]]], de
                 magnitude = g.detach().double().abs()
                 sizes[name] = magnitude if name not in sizes else sizes[name] + magnitude
     tiny = torch.finfo(dtype).tiny
+    largest = max((float(size.max()) for size in sizes.values() if size.numel()), default=0.0)
     return Bound(
-        {name: size + len(terms) * tiny for name, size in sizes.items()},
+        {name: size.clamp(min=largest) + len(terms) * tiny for name, size in sizes.items()},
         {name: depth + len(terms) for name in sizes},
         dtype,
-        f"Σ|per-row terms| over {len(terms)} rows (no replay of this model: see bounds.sample_terms_bound)",
+        f"Σ|per-row terms| over {len(terms)} rows, the model's largest (no replay of this model: see bounds.sample_terms_bound)",
     )

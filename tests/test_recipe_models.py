@@ -95,7 +95,7 @@ def test_a_dropped_window_that_was_backpropagated_must_not_reach_the_next_epoch(
         ({"model": small_mlp}, "model= needs data="),
         ({"data": regression_data()}, "data= needs model="),
         ({"model": small_mlp(), "data": regression_data()}, "must be a factory"),
-        ({"model": small_mlp, "data": [1, 2]}, "pair (x, y) of tensors"),
+        ({"model": small_mlp, "data": [1, 2]}, "a dataset must be a pair (x, y)"),
         ({"model": small_mlp, "data": (torch.zeros(3, 3), torch.zeros(2, 1))}, "same number N ≥ 1 of rows"),
         ({"loss": nn.MSELoss(reduction="sum")}, "reduction='sum'"),
         ({"loss": "cross_entropy"}, "must be a callable loss_fn"),

@@ -17,7 +17,10 @@ def rows_in(window) -> int:
 
 
 def counted(loss_fn, y: torch.Tensor) -> int:
-    """cⱼ, the items a mean-reduced loss averages over in y: targets ≠ ignore_index for a loss that has one, else rows."""
+    """cⱼ, the items a mean-reduced loss averages over in y: the handed loss's count(y) (tokens ≠ ignore_index, shifted
+    for a causal LM); targets ≠ ignore_index for another loss that has one; else rows."""
+    if callable(getattr(loss_fn, "count", None)):
+        return loss_fn.count(y)
     ignore_index = getattr(loss_fn, "ignore_index", None)
     return len(y) if ignore_index is None else int((y != ignore_index).sum())
 

@@ -6,11 +6,22 @@ import torch
 
 from properties import grads as G
 from properties.compare import assert_grads_close, unit_roundoff
+from properties.recipes import losses
 from properties.recipes.checks import gradient_tolerance, placements, plural, scheduled_lrs, widest
 from properties.recipes.full_batch import clipped, scaled
 from properties.recipes.observation import Observation
 
 FIX_WEIGHTS = "weight micro-batch j's mean loss by mⱼ / n_window (its share of the window's samples)"
+FIX_COUNTED = (
+    "weight micro-batch j's mean loss by cⱼ / c_window (its share of the items the loss counts in the window, e.g. "
+    "tokens ≠ ignore_index), or sum the loss and divide by c_window (num_items_in_batch)"
+)
+
+
+def by_counted_items(example) -> bool:
+    """Whether the loss averages over items it counts (tokens ≠ ignore_index), not rows or all elements: causes then
+    speak of counted items cⱼ, never of rows."""
+    return example.loss.count not in (losses.rows, losses.elements)
 
 
 def step_causes(observation: Observation) -> list[str]:
@@ -197,21 +208,28 @@ def known_mistakes(example, i: int, expected) -> list[tuple[G.GradMap, str]]:
         )
     summed = G.combine([part for _, part in expected.parts])
     k, short = example.k, len(sizes) < example.k
-    mistakes.append(
-        (
-            clipped(scaled(summed, 1 / k), example.clip_norm),
-            f"each micro-batch's mean loss was divided by k={k}: a sample then weighs 1/(k·mⱼ) instead of 1/n_window, "
-            f"wrong for {'a window of fewer than k micro-batches' if short else 'micro-batches of unequal size'} "
-            f"(this window: {sizes}); {FIX_WEIGHTS}",
-        )
+    tokens = by_counted_items(example)
+    shares, item, total, fix = (
+        (counts, "counted item", "c_window", FIX_COUNTED) if tokens else (sizes, "sample", "n_window", FIX_WEIGHTS)
     )
+    unequal = "micro-batches counting unequal items" if tokens else "micro-batches of unequal size"
+    if k > 1:  # ÷1 is no mistake
+        mistakes.append(
+            (
+                clipped(scaled(summed, 1 / k), example.clip_norm),
+                f"each micro-batch's mean loss was divided by k={k}: a {item} then weighs 1/(k·{'cⱼ' if tokens else 'mⱼ'}) instead "
+                f"of 1/{total}, wrong for {'a window of fewer than k micro-batches' if short else unequal} "
+                f"(this window: {'counted items ' if tokens else ''}{shares}); {fix}",
+            )
+        )
     if len(sizes) > 1:
         summed_cause = (
             f"the gradient is {len(sizes)}× the reference (k×): the {len(sizes)} micro-batch mean losses were summed with no 1/k"
-            if len(set(sizes)) == 1
-            else f"the micro-batch mean losses {sizes} were summed with no weighting (k× the reference for equal sizes)"
+            if len(set(shares)) == 1
+            else f"the micro-batch mean losses ({'counted items ' if tokens else ''}{shares}) were summed with no weighting "
+            "(k× the reference for equal sizes)"
         )
-        mistakes.append((clipped(summed, example.clip_norm), f"{summed_cause}; {FIX_WEIGHTS}"))
+        mistakes.append((clipped(summed, example.clip_norm), f"{summed_cause}; {fix}"))
     return mistakes
 
 
@@ -223,7 +241,7 @@ def gradient_causes(observation: Observation) -> list[str]:
     example, step, expected = observation.example, observation.run.steps[i], observation.expected(i)
     names = [name for name, g in expected.gradient.items() if g is not None]
     n = expected.stop - expected.start
-    rtol = min(1e-2, 64 * n * widest(example) * unit_roundoff(example.case.dtype))
+    rtol = min(1e-2, 64 * n * widest(example) * unit_roundoff(observation.run.precision or example.case.dtype))
     as_vector = lambda gradient: vector(gradient, names, expected.gradient)  # noqa: E731
     actual = as_vector(step.grads)
     mistakes = known_mistakes(example, i, expected)

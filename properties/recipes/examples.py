@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import torch
+from hypothesis import assume
 from hypothesis import strategies as st
 
 from properties.case import Case
 from properties.recipes.hyperparameters import SCALER_SETTINGS, SCHEDULER_GAMMA, OptimizerChoice
 from properties.recipes.losses import MSE, RecipeLoss
 from properties.recipes.options import RecipeOptions
+from properties.recipes.outputs import OutputLoss
 from properties.strategies import batch_splits, cases, model_specs, seeds
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -103,6 +105,12 @@ class RecipeCase:
         """Whether no micro-batch of the window has a non-finite target."""
         return not any(j % self.epoch_length in self.non_finite for j in window)
 
+    @cached_property
+    def handed_loss(self) -> OutputLoss:
+        """The loss_fn the recipe is handed (and the reference uses): the loss on the model's output (its .logits, or
+        the user's output=)."""
+        return OutputLoss(self.loss.fn, getattr(self.case, "output", None), self.loss.count)
+
     def build_model(self) -> torch.nn.Module:
         """A fresh copy of the case's model (built once per case, then copied: building is the slow part)."""
         if not isinstance(self.case, Case):
@@ -176,6 +184,9 @@ def recipe_cases(options: RecipeOptions = RecipeOptions()) -> st.SearchStrategy[
     def draw_example(draw) -> RecipeCase:
         case, loss = draw(case_strategy)
         k, optimizer, non_finite = draw(ks), draw(optimizers), ()
+        if loss is not MSE:
+            counts = [loss.counted(y) for _, y in case.micro_batches()]
+            assume(all(sum(counts[start : start + k]) for start in range(0, len(counts), k)))  # no mean over zero items
         if options.scaler and (isinstance(case, Case) or case.full_batch()[1].is_floating_point()):
             non_finite = tuple(sorted(draw(st.sets(st.integers(0, len(case.sizes) - 1), max_size=2))))
         return RecipeCase(

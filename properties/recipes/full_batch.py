@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property, partial
 
@@ -10,9 +11,11 @@ import torch
 from properties import bounds
 from properties import grads as G
 from properties.accumulate import windows_of
-from properties.case import Case
+from properties.case import Case, dtype_name
+from properties.recipes import batches
 from properties.recipes.examples import RecipeCase
 from properties.recipes.losses import MSE
+from properties.recipes.outputs import call_model
 from properties.recipes.trace import Run, observe
 from properties.recipes.user_case import rounding_depth
 
@@ -31,9 +34,9 @@ def full_batch_steps(
 ) -> None:
     """For each window of k micro-batches: L = mean loss over all its samples, one backward, (clip), one step, (schedule)."""
     for window in windows_of(micro_batches, accumulation_steps, keep_short=last_window != "drop"):
-        x = torch.cat([x for x, _ in window])
+        x = batches.cat([x for x, _ in window])
         y = torch.cat([y for _, y in window])
-        loss = loss_fn(model(x), y)
+        loss = loss_fn(call_model(model, x), y)
         parameters = [p for _, p in G.trainable(model)]
         if scaler is None:
             loss.backward()
@@ -83,40 +86,47 @@ class Expected:
 
 
 class Probe:
-    """A model of the example's architecture and the epoch's samples, for gradients at any recorded parameters."""
+    """A model of the example's architecture and the epoch's samples, for gradients at any recorded parameters;
+    `precision` is the lowest precision the recipe's run computed in (the bounds' unit roundoff)."""
 
-    def __init__(self, example: RecipeCase):
+    def __init__(self, example: RecipeCase, precision: torch.dtype | None = None):
         self.example = example
+        self.precision = precision or example.case.dtype
         self.model = example.build_model()
-        self.x, self.y = (torch.cat(parts) for parts in zip(*example.micro_batches()))
+        xs, ys = zip(*example.micro_batches())
+        self.x, self.y = batches.cat(list(xs)), torch.cat(ys)
 
     @cached_property
     def depth(self) -> int:
         """D, a bound on the roundings along any path of one row's loss gradient (`rounding_depth`)."""
-        return rounding_depth(self.model, self.x[:1], self.y[:1], self.example.loss.fn)
+        return rounding_depth(self.model, batches.rows_slice(self.x, 0, 1), self.y[:1], self.example.handed_loss)
 
     def gradient(self, params: dict, start: int, stop: int) -> G.GradMap:
         """∇θ of the mean loss over rows [start, stop) of the run at parameters `params`."""
         with torch.no_grad():
             for name, p in self.model.named_parameters():
                 p.copy_(params[name])
-        model, x, y = self.model, self.x[start:stop], self.y[start:stop]
-        return G.fresh_gradients(model, self.example.loss.fn(model(x), y))
+        model, x, y = self.model, batches.rows_slice(self.x, start, stop), self.y[start:stop]
+        return G.fresh_gradients(model, self.example.handed_loss(call_model(model, x), y))
 
     def bound(self, params: dict, start: int, stop: int) -> bounds.Bound:
         """The rounding bound of the gradient over rows [start, stop): replayed for a ModelSpec with MSE, else from
-        the per-row terms (cₛ/c)·∇ℓ̄ₛ actually summed (`bounds.sample_terms_bound`)."""
+        the per-row terms (cₛ/c)·∇ℓ̄ₛ actually summed (`bounds.sample_terms_bound`), at the run's lowest precision."""
         example = self.example
-        x, y = self.x[start:stop], self.y[start:stop]
+        x, y = batches.rows_slice(self.x, start, stop), self.y[start:stop]
         if isinstance(example.case, Case) and example.loss is MSE:
-            return bounds.mse_gradient_bound(example.case.model, self.model, x, y, count=y.numel(), dtype=example.case.dtype)
+            return bounds.mse_gradient_bound(example.case.model, self.model, x, y, count=y.numel(), dtype=self.precision)
         total = example.loss.counted(y)
         terms = []
         for row in range(start, stop):
             counted = example.loss.counted(self.y[row : row + 1])
             if counted:
                 terms.append(scaled(self.gradient(params, row, row + 1), counted / total))
-        return bounds.sample_terms_bound(terms, self.depth, example.case.dtype)
+        bound = bounds.sample_terms_bound(terms, self.depth, self.precision)
+        if self.precision != example.case.dtype:
+            note = f": the run computed in {dtype_name(self.precision)} (its loss, say), although the model is {dtype_name(example.case.dtype)}"
+            bound = dataclasses.replace(bound, precision_note=note)
+        return bound
 
     def expected(self, params: dict, start: int, stop: int) -> Expected:
         """The full-batch gradient over rows [start, stop) (clipped to max_norm if set) and the micro-batch parts of it."""

@@ -27,7 +27,7 @@ class Observation:
     @cached_property
     def probe(self) -> Probe:
         """A model and the epoch's samples for gradients at the recipe's recorded parameters."""
-        return Probe(self.example)
+        return Probe(self.example, self.run.precision)
 
     def segment(self, i: int) -> tuple[int, int]:
         """Rows step i accounts for: since the later of the previous step and the start of its window, up to the step."""

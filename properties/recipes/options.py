@@ -30,6 +30,7 @@ class RecipeOptions:
     model: object = None
     loss: object = None
     data: object = None
+    output: object = None
     all_failures: bool = False
 
     @classmethod
@@ -68,7 +69,7 @@ class RecipeOptions:
             problems.append("max_examples, max_micro_batches, max_k and max_epochs must be at least 1")
         if problems:
             raise ValueError("check_recipe options: " + "; ".join(problems))
-        if (self.model, self.loss, self.data) != (None, None, None):
+        if (self.model, self.loss, self.data, self.output) != (None, None, None, None):
             from properties.recipes.user_options import check_user_options
 
             check_user_options(self)

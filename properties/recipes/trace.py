@@ -14,8 +14,10 @@ from torch import nn
 from properties import grads as G
 from properties.compare import dense
 from properties.hermetic import GlobalState
+from properties.recipes import batches
 from properties.recipes.examples import RecipeCase
 from properties.recipes.hyperparameters import make_scaler, make_scheduler
+from properties.recipes.precision import PrecisionWatch, lower
 
 SCHEDULER_ORDER_WARNING = r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`"
 
@@ -54,6 +56,7 @@ class Run:
     error: BaseException | None = None
     error_trace: str = ""
     data_change: str | None = None
+    precision: torch.dtype | None = None
 
     @property
     def step_rows(self) -> list[int]:
@@ -86,7 +89,9 @@ def describe_data_change(given, before: list, copies: list) -> str | None:
     for j, (now, item, (x0, y0)) in enumerate(zip(given, before, copies), start=1):
         if now is not item:
             return f"micro-batch {j} in the list was replaced by another object"
-        for what, tensor, original in (("x", item[0], x0), ("y", item[1], y0)):
+        xs = item[0].items() if isinstance(item[0], dict) else [(None, item[0])]
+        named = [(f"x[{key!r}]" if key is not None else "x", t, x0[key] if key is not None else x0) for key, t in xs]
+        for what, tensor, original in [*named, ("y", item[1], y0)]:
             if tensor.shape != original.shape or tensor.dtype != original.dtype:
                 was, now = f"{tuple(original.shape)} {original.dtype}", f"{tuple(tensor.shape)} {tensor.dtype}"
                 return f"micro-batch {j}'s {what} was changed in place: {was} → {now}"
@@ -96,15 +101,25 @@ def describe_data_change(given, before: list, copies: list) -> str | None:
     return None
 
 
+def data_rows(args, kwargs) -> int | None:
+    """Rows of the first data tensor (one autograd does not track) with a first dimension among a call's positional,
+    then keyword, arguments: a module fed the recipe's inputs, not another module's activations."""
+    for value in [*args, *kwargs.values()]:
+        if isinstance(value, torch.Tensor) and value.dim() and not value.requires_grad:
+            return value.shape[0]
+    return None
+
+
 class Watch:
     """The hooks on the model, optimizer and scaler that fill a Run while the recipe runs."""
 
-    def __init__(self, run: Run, model: nn.Module, optimizer: torch.optim.Optimizer, scaler):
-        self.run, self.model, self.optimizer = run, model, optimizer
+    def __init__(self, run: Run, model: nn.Module, optimizer: torch.optim.Optimizer, scaler, precision: PrecisionWatch):
+        self.run, self.model, self.optimizer, self.precision = run, model, optimizer, precision
         self.named = G.trainable(model)
         self.pending: set[str] = set()
         self.epoch = 0
-        self.handles = [model.register_forward_pre_hook(self.forward)]
+        self.depth = 0
+        self.handles = self.count_rows(model)
         self.handles += [p.register_hook(self.backward_hook(name, p)) for name, p in self.named]
         if hasattr(optimizer, "register_step_pre_hook"):
             self.handles.append(optimizer.register_step_pre_hook(lambda *_: self.before_step()))
@@ -114,9 +129,28 @@ class Watch:
         if scaler is not None:
             self.wrap_update(scaler)
 
-    def forward(self, module, args):
-        if torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor) and args[0].dim():
-            self.run.rows += args[0].shape[0]
+    def count_rows(self, model: nn.Module) -> list:
+        """Hooks that count the rows of each outermost call of the model or any submodule fed data (positional or keyword):
+        `model.transformer(input_ids=x)` counts x's rows, `model.lm_head(hidden)` after it none."""
+        try:
+            return [
+                handle
+                for module in model.modules()
+                for handle in (
+                    module.register_forward_pre_hook(self.enter, with_kwargs=True),
+                    module.register_forward_hook(self.leave, always_call=True),
+                )
+            ]
+        except TypeError:  # torch < 2.1: positional inputs of the top-level model only
+            return [model.register_forward_pre_hook(lambda module, args: self.enter(module, args, {}))]
+
+    def enter(self, module, args, kwargs):
+        if self.depth == 0 and torch.is_grad_enabled():
+            self.run.rows += data_rows(args, kwargs) or 0
+        self.depth += 1
+
+    def leave(self, module, args, output):
+        self.depth -= 1
 
     def before_step(self):
         self.run.steps.append(
@@ -166,7 +200,7 @@ class Watch:
         self.optimizer.step = types.MethodType(step, self.optimizer)
 
     def wrap_update(self, scaler):
-        original = scaler.update
+        original, scale = scaler.update, scaler.scale
 
         def update(*args, **kwargs):
             result = original(*args, **kwargs)
@@ -174,7 +208,11 @@ class Watch:
             self.boundary()
             return result
 
-        scaler.update = update
+        def exact_scale(*args, **kwargs):
+            with self.precision.paused():  # a power of two, in float32 whatever the loss's dtype: exact
+                return scale(*args, **kwargs)
+
+        scaler.update, scaler.scale = update, exact_scale
 
     def close(self):
         for handle in self.handles:
@@ -189,17 +227,18 @@ def observe(recipe: Callable, example: RecipeCase) -> Run:
     extras = extras_for(example, optimizer)
     micro_batches = example.call_micro_batches()
     before = list(micro_batches)
-    copies = [(x.clone(), y.clone()) for x, y in micro_batches]
+    copies = [(batches.clone(x), y.clone()) for x, y in micro_batches]
     run = Run()
-    watch = Watch(run, model, optimizer, extras.get("scaler"))
+    precision = PrecisionWatch()
+    watch = Watch(run, model, optimizer, extras.get("scaler"), precision)
     state = GlobalState.capture()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), precision.watching():
             warnings.filterwarnings("ignore", message=SCHEDULER_ORDER_WARNING)
             for epoch in range(example.calls):
                 if epoch:
                     watch.next_epoch(epoch + 1, example.boundaries[epoch * example.epoch_length])
-                recipe(model, optimizer, micro_batches, example.loss.fn, example.k, **extras)
+                recipe(model, optimizer, micro_batches, example.handed_loss, example.k, **extras)
     except Exception as error:  # the recipe's own failure is a finding, reported with its input
         run.error = error
         run.error_trace = "".join(traceback.format_exception(type(error), error, error.__traceback__.tb_next)[-8:])
@@ -208,6 +247,7 @@ def observe(recipe: Callable, example: RecipeCase) -> Run:
         if state.differences(GlobalState.capture()):
             state.restore()
     run.final = {name: p.detach().clone() for name, p in model.named_parameters()}
+    run.precision = lower(precision.lowest, example.case.dtype)
     run.data_change = describe_data_change(micro_batches, before, copies)
     if "scheduler" in extras:
         run.scheduler_steps = extras["scheduler"].last_epoch

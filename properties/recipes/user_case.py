@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from properties.case import dtype_name
+from properties.recipes import batches
 from properties.recipes.losses import RecipeLoss
+from properties.recipes.outputs import OutputLoss, call_model, loss_input
 
 ELEMENTARY_ROUNDINGS = 8
 
@@ -62,24 +64,32 @@ def checked_build(factory: Callable, seed: int, dtype: torch.dtype) -> torch.nn.
     return model
 
 
-def check_dataset(data) -> tuple[torch.Tensor, torch.Tensor]:
-    """InvalidArgument unless `data` is a pair (x, y) of tensors with the same number N ≥ 1 of rows."""
-    if not (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)):
-        raise InvalidArgument(f"a dataset must be a pair (x, y) of tensors whose first dimension is the rows; got {data!r:.200}")
+def check_dataset(data) -> tuple:
+    """InvalidArgument unless `data` is a pair (x, y), y a tensor and x a tensor or a mapping of keyword → tensor
+    (input_ids, attention_mask, …), with the same number N ≥ 1 of rows."""
+    if not (isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[1], torch.Tensor)):
+        raise InvalidArgument(
+            "a dataset must be a pair (x, y): y a tensor, x a tensor or a mapping of keyword → tensor, their first "
+            f"dimension the rows; got {data!r:.200}"
+        )
     x, y = data
-    if x.dim() == 0 or y.dim() == 0 or len(x) != len(y) or len(x) < 1:
-        raise InvalidArgument(f"a dataset's x and y need the same number N ≥ 1 of rows: x {tuple(x.shape)}, y {tuple(y.shape)}")
+    batches.check_inputs(x)
+    if y.dim() == 0 or batches.rows(x) != len(y) or len(y) < 1:
+        raise InvalidArgument(
+            f"a dataset's x and y need the same number N ≥ 1 of rows: x {batches.shape(x)} with "
+            f"{batches.rows(x)} rows, y {tuple(y.shape)}"
+        )
     return x, y
 
 
-def rounding_depth(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable) -> int:
+def rounding_depth(model: torch.nn.Module, x, y: torch.Tensor, loss_fn: Callable) -> int:
     """D = Σ numel(θ) + a row's elements + 8·(autograd nodes of its loss): bounds the roundings along any path of its gradient.
 
     Each rounding on a path through the row's forward and backward is an elementary function's
     (≤ 8 per autograd node, as in properties.bounds) or one term of a reduction, over a parameter's
     entries (a dot product with a weight row) or over the row's own elements (its positions, tokens).
     """
-    loss = loss_fn(model(x), y)
+    loss = loss_fn(call_model(model, x), y)
     nodes, seen, stack = 0, set(), [loss.grad_fn]
     while stack:
         node = stack.pop()
@@ -89,7 +99,7 @@ def rounding_depth(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, los
         nodes += 1
         stack.extend(next_node for next_node, _ in node.next_functions)
     parameters = sum(p.numel() for p in model.parameters())
-    return parameters + x.numel() + y.numel() + ELEMENTARY_ROUNDINGS * nodes
+    return parameters + sum(t.numel() for t in batches.tensors(x)) + y.numel() + ELEMENTARY_ROUNDINGS * nodes
 
 
 def splits(rows: int, max_micro_batches: int) -> st.SearchStrategy[tuple[int, ...]]:
@@ -107,7 +117,8 @@ def splits(rows: int, max_micro_batches: int) -> st.SearchStrategy[tuple[int, ..
 
 @dataclass(frozen=True, eq=False)
 class UserCase:
-    """The user's model factory and dataset: the model built under `seed`, the N rows cut into micro-batches of `sizes`."""
+    """The user's model factory and dataset: the model built under `seed`, the N rows cut into micro-batches of `sizes`;
+    `output` reads the loss's input from what the model returns (None: the tensor, or a model output's .logits)."""
 
     factory: Callable
     data: tuple[torch.Tensor, torch.Tensor]
@@ -116,6 +127,7 @@ class UserCase:
     dtype: torch.dtype = torch.float64
     seed: int = 0
     device: str = field(default="cpu")
+    output: Callable | None = None
 
     @property
     def model(self) -> str:
@@ -139,20 +151,20 @@ class UserCase:
         """A fresh copy of the model built from the factory under this case's seed."""
         return copy.deepcopy(self.first_build)
 
-    def full_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def full_batch(self) -> tuple:
         """The dataset, floating-point tensors in the case's dtype."""
-        return tuple(t.to(self.dtype) if t.is_floating_point() else t for t in self.data)
+        return tuple(batches.to_dtype(t, self.dtype) for t in self.data)
 
-    def micro_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def micro_batches(self) -> list[tuple]:
         """The dataset cut, in order, into micro-batches of the drawn sizes."""
         x, y = self.full_batch()
-        return list(zip(torch.split(x, list(self.sizes)), torch.split(y, list(self.sizes))))
+        return list(zip(batches.split(x, list(self.sizes)), torch.split(y, list(self.sizes))))
 
     @cached_property
     def depth(self) -> int:
         """D for this model and loss on the dataset's first row (`rounding_depth`)."""
-        x, y = (t[:1] for t in self.full_batch())
-        return rounding_depth(self.build_model(), x, y, self.loss.fn)
+        x, y = (batches.rows_slice(t, 0, 1) for t in self.full_batch())
+        return rounding_depth(self.build_model(), x, y, OutputLoss(self.loss.fn, self.output))
 
     def counts(self) -> list[int]:
         """Items the loss counts in each micro-batch (tokens ≠ ignore_index, elements, rows)."""
@@ -164,8 +176,35 @@ class UserCase:
         counted = "" if counts == sizes else f" holding {counts} counted items"
         return (
             f"{self.model}, {self.loss!r}, {dtype_name(self.dtype)}, dataset of {self.rows} row{'s' if self.rows != 1 else ''} "
-            f"{tuple(self.data[0].shape[1:])}, micro-batches {sizes}{counted}, seed {self.seed}"
+            f"{batches.shape(self.data[0])}, micro-batches {sizes}{counted}, seed {self.seed}"
         )
 
     def _repr_pretty_(self, printer, cycle) -> None:
         printer.text(repr(self))
+
+
+def check_forward(case: UserCase) -> None:
+    """InvalidArgument, saying what to change, unless the model takes the dataset's x (a tensor positionally, a mapping
+    as keywords) and the loss reads what it returns and gives a scalar."""
+    model = case.build_model()
+    x, y = (batches.rows_slice(t, 0, 1) for t in case.full_batch())
+    how = f"model(**x) with x's keys {list(x)}" if isinstance(x, dict) else "model(x)"
+    try:
+        output = call_model(model, x)
+    except Exception as error:
+        raise InvalidArgument(
+            f"model factory {case.model} built a model that fails on the dataset's first row as {how}: "
+            f"{type(error).__name__}: {error}. The checker calls the model on x (a tensor positionally, a mapping of "
+            "keyword → tensor as keywords); make data= match what the model takes"
+        ) from None
+    value = loss_input(output, case.output)
+    try:
+        loss = case.loss.fn(value, y)
+    except Exception as error:
+        raise InvalidArgument(
+            f"loss {case.loss!r} fails on the model's output {tuple(value.shape)} {value.dtype} and y {tuple(y.shape)} "
+            f"{y.dtype}: {type(error).__name__}: {error}. Pass loss= one that takes (model output, y), or output= a "
+            "function from what the model returns to what the loss takes"
+        ) from None
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise InvalidArgument(f"loss {case.loss!r} returned {type(loss).__name__}, not a scalar tensor (a mean-reduced loss)")

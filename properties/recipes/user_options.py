@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.strategies import SearchStrategy
 
+from properties.recipes import batches
 from properties.recipes.losses import MSE, RecipeLoss, as_recipe_loss
 from properties.recipes.user_case import check_dataset, check_factory
 from properties.strategies import as_strategy
@@ -20,12 +21,19 @@ def check_user_options(options) -> None:
         )
     if options.data is not None and options.model is None:
         raise InvalidArgument("data= needs model=: a factory building the model that takes these inputs")
+    if options.output is not None and options.model is None:
+        raise InvalidArgument("output= reads your model's output: it needs model= (the suite's models return tensors)")
     if options.model is not None and not isinstance(options.model, SearchStrategy):
         check_factory(options.model)
     if options.loss is not None and not isinstance(options.loss, SearchStrategy):
         as_recipe_loss(options.loss)
     if options.data is not None and not isinstance(options.data, SearchStrategy):
         check_dataset(options.data)
+    if options.output is not None and not callable(options.output):
+        raise InvalidArgument(
+            f"output={options.output!r} must be a function from what the model returns to the loss's input "
+            "(e.g. output=lambda out: out[0]); by default a tensor is taken as it is and a model output's .logits is read"
+        )
 
 
 def factories(options) -> SearchStrategy:
@@ -46,14 +54,15 @@ def datasets(options) -> SearchStrategy:
 def user_cases(options) -> SearchStrategy:
     """(UserCase, loss): the factory, the loss, a dataset, its N rows cut into micro-batches, a seed for the model."""
     from properties.recipes.examples import DTYPES
-    from properties.recipes.user_case import UserCase, splits
+    from properties.recipes.user_case import UserCase, check_forward, splits
     from properties.strategies import seeds
 
     @st.composite
     def draw(draw_):
         factory, loss, data = draw_(factories(options)), draw_(losses(options)), draw_(datasets(options))
-        sizes = draw_(splits(len(data[0]), options.max_micro_batches))
-        case = UserCase(factory, data, sizes, loss, DTYPES[options.dtype], draw_(seeds()))
+        sizes = draw_(splits(batches.rows(data[0]), options.max_micro_batches))
+        case = UserCase(factory, data, sizes, loss, DTYPES[options.dtype], draw_(seeds()), output=options.output)
+        check_forward(case)
         return case, loss
 
     return draw()
