@@ -5,7 +5,8 @@ everything but the recipe checker's names is imported on first use.
 
 The public API:
 
-- recipes: `check_recipe`, `RecipeError`, `RecipeContractError`;
+- recipes: `check_recipe`, `RecipeError`, `RecipeContractError`; your model's loss and data:
+  `causal_lm_cross_entropy`, `causal_lm_sequences`, `token_cross_entropy`, `token_sequences`;
 - examples and strategies: `Case`, `ModelSpec`, `cases`, `model_specs`, `batch_splits`,
   `dtypes`, `seeds`, `step_counts`, `OptimizerSpec`, `optimizer_specs`, `sgd_specs`, `adam_specs`;
 - checks (each raises AssertionError saying what differed): `check_backward_sums`,
@@ -24,6 +25,10 @@ import importlib
 from properties.recipes import RecipeContractError, RecipeError, check_recipe
 
 PUBLIC = {
+    "causal_lm_cross_entropy": "properties.recipes.losses",
+    "causal_lm_sequences": "properties.recipes.tokens",
+    "token_cross_entropy": "properties.recipes.losses",
+    "token_sequences": "properties.recipes.tokens",
     "Case": "properties.case",
     "ModelSpec": "properties.models",
     "cases": "properties.strategies",

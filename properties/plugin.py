@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="call the recipe with scaler= a CPU GradScaler; a window with an inf/NaN micro-step must be skipped",
     )
     group.addoption(
+        "--recipe-model",
+        metavar="MODULE:FACTORY",
+        default=None,
+        help="check the recipe on your model: FACTORY() builds a new nn.Module (a Hugging Face model included); needs --recipe-data",
+    )
+    group.addoption(
+        "--recipe-loss",
+        metavar="MODULE:LOSS",
+        default=None,
+        help="the loss the recipe is handed: a RecipeLoss, a mean-reduced torch loss or loss function, or a function of no "
+        "arguments that returns one (e.g. properties:causal_lm_cross_entropy)",
+    )
+    group.addoption(
+        "--recipe-data",
+        metavar="MODULE:DATA",
+        default=None,
+        help="the dataset (x, y), a Hypothesis strategy of them, or a function of no arguments that returns either "
+        "(e.g. properties:causal_lm_sequences)",
+    )
+    group.addoption(
+        "--recipe-output",
+        metavar="MODULE:FUNCTION",
+        default=None,
+        help="FUNCTION(what the model returns) is the loss's input (default: a tensor as it is, a model output's .logits)",
+    )
+    group.addoption(
         "--recipe-examples",
         type=int,
         default=None,
@@ -71,11 +99,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def load_recipe(spec: str) -> object:
-    """The object MODULE:FUNCTION names: MODULE imported with the current directory on sys.path, or a .py file's path."""
+def load_recipe(spec: str, option: str = "--recipe", example: str = "mymodule:my_loop") -> object:
+    """The object MODULE:NAME names: MODULE imported with the current directory on sys.path, or a .py file's path."""
     module_name, _, attribute = spec.rpartition(":")
     if not module_name or not attribute:
-        raise pytest.UsageError(f"--recipe {spec!r}: expected MODULE:FUNCTION, e.g. --recipe mymodule:my_loop")
+        raise pytest.UsageError(f"{option} {spec!r}: expected MODULE:NAME, e.g. {option} {example}")
     try:
         if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
             path = Path(module_name).resolve()
@@ -91,17 +119,51 @@ def load_recipe(spec: str) -> object:
                 sys.path.insert(0, cwd)
             module = importlib.import_module(module_name)
     except Exception as error:
-        raise pytest.UsageError(f"--recipe {spec!r}: cannot import {module_name!r}: {type(error).__name__}: {error}") from error
+        raise pytest.UsageError(f"{option} {spec!r}: cannot import {module_name!r}: {type(error).__name__}: {error}") from error
     target: object = module
     for part in attribute.split("."):
         if not hasattr(target, part):
-            raise pytest.UsageError(f"--recipe {spec!r}: {module_name!r} has no attribute {attribute!r}")
+            raise pytest.UsageError(f"{option} {spec!r}: {module_name!r} has no attribute {attribute!r}")
         target = getattr(target, part)
     return target
 
 
+def takes_no_arguments(value: object) -> bool:
+    """Whether `value` is a function (not a class or a module) that can be called with no arguments."""
+    if isinstance(value, (type, types.ModuleType)) or not callable(value):
+        return False
+    try:
+        inspect.signature(value).bind()
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def user_objects(config: pytest.Config) -> dict:
+    """model=, loss=, data= and output= from --recipe-model/-loss/-data/-output; a loss or data named by a function of
+    no arguments (properties:causal_lm_cross_entropy) is what it returns."""
+    from hypothesis.strategies import SearchStrategy
+
+    found = {}
+    for name, example in (
+        ("model", "mymodule:build_model"),
+        ("loss", "properties:causal_lm_cross_entropy"),
+        ("data", "properties:causal_lm_sequences"),
+        ("output", "mymodule:logits_of"),
+    ):
+        spec = config.getoption(f"recipe_{name}")
+        if spec:
+            value = load_recipe(spec, f"--recipe-{name}", example)
+            if name in ("loss", "data") and not isinstance(value, SearchStrategy) and takes_no_arguments(value):
+                value = value()
+            found[name] = value
+    return found
+
+
 def recipe_options(config: pytest.Config):
     """The RecipeOptions the command line asks for (max_examples: --recipe-examples, else the Hypothesis profile's)."""
+    from hypothesis.errors import InvalidArgument
+
     from properties.recipes.options import OPTIMIZER_NAMES, RecipeOptions
 
     names = config.getoption("recipe_optimizers")
@@ -119,8 +181,9 @@ def recipe_options(config: pytest.Config):
             clip_norm=config.getoption("recipe_clip_norm"),
             scheduler=config.getoption("recipe_scheduler"),
             scaler=config.getoption("recipe_scaler"),
+            **user_objects(config),
         )
-    except ValueError as error:
+    except (ValueError, InvalidArgument) as error:
         raise pytest.UsageError(str(error)) from None
 
 

@@ -21,6 +21,8 @@ LAZY = {
     "check_example": "properties.recipes.search",
     "RecipeLoss": "properties.recipes.losses",
     "token_cross_entropy": "properties.recipes.losses",
+    "causal_lm_cross_entropy": "properties.recipes.losses",
+    "causal_lm_sequences": "properties.recipes.tokens",
     "mean_squared_error": "properties.recipes.losses",
     "token_sequences": "properties.recipes.tokens",
     "TokenModel": "properties.recipes.tokens",
@@ -42,9 +44,11 @@ def check_recipe(recipe, **options):
     or "float32"; models, a subset of ("linear", "mlp", "tied", "embedding"); max_micro_batches=7;
     max_k=4; max_epochs=3 (the recipe is called once per epoch, 1 … max_epochs, on the same model and
     optimizer, against as many reference epochs). Your own model, loss and data, each a value or a
-    strategy: model= a factory (no arguments, called under torch.manual_seed(seed)) with data= a dataset
-    (x, y) of N rows, cut into micro-batches by the checker; loss= a mean-reduced loss (token_cross_entropy()
-    with ignore_index: the window's mean is over its counted tokens). Extras, each handed to the recipe as a keyword: clip_norm=c calls it with max_norm=c
+    strategy: model= a factory (no arguments, called under torch.manual_seed(seed)) of any nn.Module,
+    Hugging Face models included, with data= a dataset (x, y) of N rows, x a tensor (passed positionally) or a
+    mapping of keyword → tensor (passed as keywords), cut into micro-batches by the checker; loss= a mean-reduced
+    loss (token_cross_entropy() or causal_lm_cross_entropy() with ignore_index: the window's mean is over its
+    counted tokens), read from a model output's .logits, or from output=f(model_output). Extras, each handed to the recipe as a keyword: clip_norm=c calls it with max_norm=c
     (clip once per window, after accumulating); scheduler=True with scheduler= a StepLR (step it once
     per optimizer step taken); scaler=True with scaler= a CPU GradScaler, while some micro-batches get
     an inf target (a window holding one is skipped whole and the scale backs off once).
