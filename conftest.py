@@ -1,4 +1,4 @@
-"""Suite-wide set-up: Hypothesis profiles, the report header, a reproduce line, and the hermetic-state check."""
+"""Suite-wide set-up: Hypothesis profiles, the report header, seeds and reproduce lines (properties.seeding), the hermetic-state check."""
 
 import pytest
 import torch
@@ -6,8 +6,11 @@ from hypothesis import settings
 
 from properties.hermetic import GlobalState
 from properties.profiles import register_profiles
+from properties.provenance import origin
+from properties.seeding import SEEDING
 from properties.strategies import supported_dtypes
 
+pytest_plugins = ["properties.seeding"]
 register_profiles()
 THREADS_BEFORE_SESSION = []
 
@@ -32,37 +35,16 @@ def pytest_unconfigure(config):
         torch.set_num_threads(THREADS_BEFORE_SESSION.pop())
 
 
-def seed_line(config) -> str:
-    """How this run's examples are seeded, and how to replay them."""
-    seed = config.getoption("hypothesis_seed", default=None)
-    if seed is not None:
-        return f"seed {seed} (--hypothesis-seed)"
-    if settings.default.derandomize:
-        return "seed derandomized: each test's seed is derived from its name, every run draws the same examples"
-    return "seed random per test: a failure prints its seed and a reproduce line (--hypothesis-seed=N)"
-
-
 def pytest_report_header(config):
-    """torch version and devices, the Hypothesis profile and how the run is seeded."""
+    """torch version and devices, the Hypothesis profile, how the run is seeded, and where `properties` comes from."""
     devices = "cpu" + (f", cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "")
     dtypes = ", ".join(str(d).replace("torch.", "") for d in supported_dtypes("cpu"))
+    seeding = config.stash[SEEDING]
     return [
         f"torch {torch.__version__} on {devices}; cpu dtypes: {dtypes}",
-        f"hypothesis profile {settings.get_current_profile_name()!r} "
-        f"(max_examples={settings.default.max_examples}); {seed_line(config)}",
+        f"hypothesis profile {seeding.profile!r} (max_examples={settings.default.max_examples}); {seeding.header()}",
+        origin(),
     ]
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """On failure, add the command that re-runs exactly this test with this profile and seed (recipe checks print their own)."""
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed and call.when == "call" and not item.config.getoption("recipe", default=None):
-        seed = item.config.getoption("hypothesis_seed", default=None)
-        command = f"pytest '{item.nodeid}' --hypothesis-profile={settings.get_current_profile_name()}"
-        command += f" --hypothesis-seed={seed}" if seed is not None else ""
-        report.sections.append(("reproduce", command + "\n(or the @seed / @reproduce_failure line above)"))
 
 
 SLOW_FIRST = (
