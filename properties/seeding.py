@@ -62,6 +62,18 @@ class Seeding:
 
 
 SEEDING = pytest.StashKey[Seeding]()
+RANDOM_PER_TEST = "random per test"
+
+
+def current(config: pytest.Config) -> Seeding:
+    """This run's seeding: the suite's (its conftest loads this plugin), else what Hypothesis alone does."""
+    if SEEDING in config.stash:
+        return config.stash[SEEDING]
+    profile = config.getoption("hypothesis_profile", default=None) or settings.get_current_profile_name()
+    given = config.getoption("hypothesis_seed", default=None)
+    if settings.default.derandomize:
+        return Seeding(profile, None, DERANDOMIZED)  # Hypothesis ignores a given seed under derandomize
+    return Seeding(profile, None if given is None else str(given), RANDOM_PER_TEST if given is None else GIVEN)
 
 
 def derandomized(profile: str) -> bool:
