@@ -1,4 +1,4 @@
-"""Suite-wide set-up: Hypothesis profiles, the report header, seeds and reproduce lines (properties.seeding), the hermetic-state check."""
+"""Suite-wide set-up: Hypothesis profiles, the report header, seeds and reproduce lines, the shrink budget, the hermetic-state check."""
 
 import pytest
 import torch
@@ -10,7 +10,7 @@ from properties.provenance import origin
 from properties.seeding import SEEDING
 from properties.strategies import supported_dtypes
 
-pytest_plugins = ["properties.seeding"]
+pytest_plugins = ["properties.seeding", "properties.shrink_budget"]
 register_profiles()
 THREADS_BEFORE_SESSION = []
 
