@@ -4,24 +4,31 @@ import pytest
 import torch
 from hypothesis import settings
 
+from properties import seeding, shrink_budget
 from properties.hermetic import GlobalState
 from properties.profiles import register_profiles
 from properties.provenance import origin
-from properties.seeding import SEEDING
 from properties.strategies import supported_dtypes
 
-pytest_plugins = ["properties.seeding", "properties.shrink_budget"]
 register_profiles()
 THREADS_BEFORE_SESSION = []
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    """Under pytest-xdist, one intra-op thread per worker: the workers already fill the cores.
+    """The run's seed, before Hypothesis reads it, and the suite's plugins; under pytest-xdist, one intra-op thread per worker.
+
+    The seeding and shrink-budget plugins are registered here, not through `pytest_plugins`, which
+    pytest refuses in this conftest when a run's rootdir lies elsewhere (pytest --recipe from a user's project).
 
     torch.testing.assert_close imports torch.distributed.tensor on its first call; calling it once
     here keeps that import out of in-process pytester runs, whose sys.modules snapshot would drop
     it and make the next import re-register torch's c10d operators (a RuntimeError).
     """
+    seeding.choose(config)
+    for plugin in (seeding, shrink_budget):
+        if not config.pluginmanager.is_registered(plugin):
+            config.pluginmanager.register(plugin)
     if not getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):  # not on an xdist controller
         torch.testing.assert_close(torch.zeros(1), torch.zeros(1))
     if hasattr(config, "workerinput"):
@@ -39,10 +46,10 @@ def pytest_report_header(config):
     """torch version and devices, the Hypothesis profile, how the run is seeded, and where `properties` comes from."""
     devices = "cpu" + (f", cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "")
     dtypes = ", ".join(str(d).replace("torch.", "") for d in supported_dtypes("cpu"))
-    seeding = config.stash[SEEDING]
+    seeded = config.stash[seeding.SEEDING]
     return [
         f"torch {torch.__version__} on {devices}; cpu dtypes: {dtypes}",
-        f"hypothesis profile {seeding.profile!r} (max_examples={settings.default.max_examples}); {seeding.header()}",
+        f"hypothesis profile {seeded.profile!r} (max_examples={settings.default.max_examples}); {seeded.header()}",
         origin(),
     ]
 

@@ -33,7 +33,7 @@ def thorough() -> bool:
 
 
 def register_profiles() -> None:
-    """Register every profile and load the one HYPOTHESIS_PROFILE names (dev when unset)."""
+    """Register every profile (on Hypothesis' defaults, whichever is loaded) and load the one HYPOTHESIS_PROFILE names (dev when unset)."""
     for name, options in PROFILES.items():
-        settings.register_profile(name, **options)
+        settings.register_profile(name, parent=settings.get_profile("default"), **options)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", DEFAULT_PROFILE))

@@ -1,4 +1,4 @@
-"""How the suite's examples are seeded, and the command that replays a failure (a pytest plugin the suite's conftest loads).
+"""How the suite's examples are seeded, and the command that replays a failure (a pytest plugin the suite's conftest registers).
 
 A session under a profile that is not derandomized and without --hypothesis-seed draws one seed
 and passes it on exactly as --hypothesis-seed would (pytest-xdist workers receive the same one),
@@ -84,9 +84,8 @@ def derandomized(profile: str) -> bool:
         return False
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_configure(config: pytest.Config) -> None:
-    """Before Hypothesis reads --hypothesis-seed: note the registered profile, and draw a seed where none is given."""
+def choose(config: pytest.Config) -> None:
+    """Before Hypothesis reads --hypothesis-seed (the conftest's tryfirst pytest_configure): note the registered profile, draw a seed where none is given."""
     profile = config.getoption("hypothesis_profile", default=None) or settings.get_current_profile_name()
     given = config.getoption("hypothesis_seed", default=None)
     from_controller = getattr(config, "workerinput", {}).get(WORKER_SEED)

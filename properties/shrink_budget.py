@@ -1,4 +1,4 @@
-"""Shrinking bounded in time per test (a pytest plugin the suite's conftest loads): a broken torch fails fast under `ci`.
+"""Shrinking bounded in time per test (a pytest plugin the suite's conftest registers): a broken torch fails fast under `ci`.
 
 Hypothesis shrinks a failure for up to five minutes; a slow property (a compiled step, a framework)
 can spend all of it. Under a profile with a budget (properties.profiles.SHRINK_BUDGET_SECONDS), once
