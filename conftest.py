@@ -1,24 +1,34 @@
-"""Suite-wide set-up: Hypothesis profiles, the report header, a reproduce line, and the hermetic-state check."""
+"""Suite-wide set-up: Hypothesis profiles, the report header, seeds and reproduce lines, the shrink budget, the hermetic-state check."""
 
 import pytest
 import torch
 from hypothesis import settings
 
+from properties import seeding, shrink_budget
 from properties.hermetic import GlobalState
 from properties.profiles import register_profiles
+from properties.provenance import origin
 from properties.strategies import supported_dtypes
 
 register_profiles()
 THREADS_BEFORE_SESSION = []
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    """Under pytest-xdist, one intra-op thread per worker: the workers already fill the cores.
+    """The run's seed, before Hypothesis reads it, and the suite's plugins; under pytest-xdist, one intra-op thread per worker.
+
+    The seeding and shrink-budget plugins are registered here, not through `pytest_plugins`, which
+    pytest refuses in this conftest when a run's rootdir lies elsewhere (pytest --recipe from a user's project).
 
     torch.testing.assert_close imports torch.distributed.tensor on its first call; calling it once
     here keeps that import out of in-process pytester runs, whose sys.modules snapshot would drop
     it and make the next import re-register torch's c10d operators (a RuntimeError).
     """
+    seeding.choose(config)
+    for plugin in (seeding, shrink_budget):
+        if not config.pluginmanager.is_registered(plugin):
+            config.pluginmanager.register(plugin)
     if not getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):  # not on an xdist controller
         torch.testing.assert_close(torch.zeros(1), torch.zeros(1))
     if hasattr(config, "workerinput"):
@@ -32,37 +42,16 @@ def pytest_unconfigure(config):
         torch.set_num_threads(THREADS_BEFORE_SESSION.pop())
 
 
-def seed_line(config) -> str:
-    """How this run's examples are seeded, and how to replay them."""
-    seed = config.getoption("hypothesis_seed", default=None)
-    if seed is not None:
-        return f"seed {seed} (--hypothesis-seed)"
-    if settings.default.derandomize:
-        return "seed derandomized: each test's seed is derived from its name, every run draws the same examples"
-    return "seed random per test: a failure prints its seed and a reproduce line (--hypothesis-seed=N)"
-
-
 def pytest_report_header(config):
-    """torch version and devices, the Hypothesis profile and how the run is seeded."""
+    """torch version and devices, the Hypothesis profile, how the run is seeded, and where `properties` comes from."""
     devices = "cpu" + (f", cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "")
     dtypes = ", ".join(str(d).replace("torch.", "") for d in supported_dtypes("cpu"))
+    seeded = config.stash[seeding.SEEDING]
     return [
         f"torch {torch.__version__} on {devices}; cpu dtypes: {dtypes}",
-        f"hypothesis profile {settings.get_current_profile_name()!r} "
-        f"(max_examples={settings.default.max_examples}); {seed_line(config)}",
+        f"hypothesis profile {seeded.profile!r} (max_examples={settings.default.max_examples}); {seeded.header()}",
+        origin(),
     ]
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """On failure, add the command that re-runs exactly this test with this profile and seed (recipe checks print their own)."""
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed and call.when == "call" and not item.config.getoption("recipe", default=None):
-        seed = item.config.getoption("hypothesis_seed", default=None)
-        command = f"pytest '{item.nodeid}' --hypothesis-profile={settings.get_current_profile_name()}"
-        command += f" --hypothesis-seed={seed}" if seed is not None else ""
-        report.sections.append(("reproduce", command + "\n(or the @seed / @reproduce_failure line above)"))
 
 
 SLOW_FIRST = (

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["properties.summary"]
+pytest_plugins = ["properties.summary", "properties.junit"]
 
 RECIPE_TESTS = "properties.recipe_tests"
 RECIPE = pytest.StashKey[object]()

@@ -2,6 +2,7 @@
 
 No profile has a deadline: on a loaded 2-core machine a 2 ms example can take seconds, and a
 deadline then fails a sound torch. Hung collectives have their own timeouts (properties/distributed).
+Under `ci` shrinking is bounded in time per test, so that a broken torch fails fast.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ PROFILES = {
     "thorough": dict(max_examples=20 * DEV_EXAMPLES, deadline=None, print_blob=True),
 }
 DEFAULT_PROFILE = "dev"
+SHRINK_BUDGET_SECONDS = {"ci": 10.0}
+"""Seconds a failing test may spend shrinking, per profile (properties/shrink_budget.py); elsewhere Hypothesis' own limit."""
 
 
 def examples(fraction: float, *, at_least: int = 2) -> int:
@@ -30,7 +33,7 @@ def thorough() -> bool:
 
 
 def register_profiles() -> None:
-    """Register every profile and load the one HYPOTHESIS_PROFILE names (dev when unset)."""
+    """Register every profile (on Hypothesis' defaults, whichever is loaded) and load the one HYPOTHESIS_PROFILE names (dev when unset)."""
     for name, options in PROFILES.items():
-        settings.register_profile(name, **options)
+        settings.register_profile(name, parent=settings.get_profile("default"), **options)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", DEFAULT_PROFILE))

@@ -1,14 +1,15 @@
-"""pytest plugin: `--summary-json PATH` writes a JSON summary of the run for CI (torch, profile, seed, counts).
+"""pytest plugin: `--summary-json PATH` writes a JSON summary of the run for CI (versions, profile, seed, counts, completeness).
 
-Under pytest-xdist only the controller writes it, from the reports the workers send back.
+Under pytest-xdist only the controller writes it, from the reports the workers send back. A run
+is `complete` when every collected test finished and nothing stopped it (Ctrl-C, -x, an internal
+error): an interrupted run's counts are only what ran before it stopped.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ def pytest_addoption(parser):
         "--summary-json",
         metavar="PATH",
         default=None,
-        help="write a JSON summary (torch version, Hypothesis profile and seed, outcome counts) to PATH",
+        help="write a JSON summary (versions, Hypothesis profile and seed, outcome counts, whether the run completed) to PATH",
     )
 
 
@@ -31,14 +32,16 @@ def pytest_configure(config):
         config.pluginmanager.register(SummaryWriter(config, Path(path)), "grad-accumulation-summary")
 
 
-def seeding(config) -> dict:
-    """The --hypothesis-seed, or how the run was seeded without one."""
-    from hypothesis import settings
+INCOMPLETE_EXITS = (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR)
 
-    seed = config.getoption("hypothesis_seed", default=None)
-    if seed is not None:
-        return {"seed": str(seed), "seeding": "--hypothesis-seed"}
-    return {"seed": None, "seeding": "derandomized" if settings.default.derandomize else "random per test"}
+
+def reason(report) -> str:
+    """Why a test was skipped or xfailed, as the short summary prints it."""
+    if hasattr(report, "wasxfail"):
+        return report.wasxfail or "(no reason given)"
+    if isinstance(report.longrepr, tuple):
+        return report.longrepr[2].removeprefix("Skipped: ")
+    return str(report.longrepr)
 
 
 class SummaryWriter:
@@ -49,6 +52,9 @@ class SummaryWriter:
         self.path = path
         self.counts: Counter = Counter()
         self.failed: list[str] = []
+        self.reasons: dict[str, defaultdict[str, list[str]]] = {"skipped": defaultdict(list), "xfailed": defaultdict(list)}
+        self.finished: set[str] = set()
+        self.collected: int | None = None
         self.started = time.time()
 
     def pytest_runtest_logreport(self, report):
@@ -57,36 +63,63 @@ class SummaryWriter:
             self.counts[category] += 1
         if category in ("failed", "error") and report.nodeid not in self.failed:
             self.failed.append(report.nodeid)
+        if category in ("skipped", "xfailed"):
+            self.reasons[category][reason(report)].append(report.nodeid)
+        if report.when == "teardown":
+            self.finished.add(report.nodeid)
 
     def pytest_collectreport(self, report):
         if report.failed:
             self.counts["error"] += 1
             self.failed.append(report.nodeid)
 
+    def pytest_collection_finish(self, session):
+        self.collected = len(session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        self.collected = max(self.collected or 0, len(ids))
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session, exitstatus):
+        stopped = bool(session.shouldstop or session.shouldfail) or exitstatus in INCOMPLETE_EXITS
+        complete = not stopped and self.collected is not None and len(self.finished) >= self.collected
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.summary(int(exitstatus)), indent=1) + "\n")
+        self.path.write_text(json.dumps(self.summary(int(exitstatus), complete), indent=1) + "\n")
 
-    def summary(self, exitstatus: int) -> dict:
-        import hypothesis
+    def summary(self, exitstatus: int, complete: bool) -> dict:
         import torch
         from hypothesis import settings
 
+        from properties.run_record import active_deviations, record
+
+        run = record(self.config)
         counts = {category: self.counts.get(category, 0) for category in CATEGORIES}
         return {
+            "complete": complete,
+            "exitstatus": exitstatus,
             "torch": torch.__version__,
-            "python": platform.python_version(),
-            "hypothesis": hypothesis.__version__,
+            "python": run["versions"]["python"],
+            "hypothesis": run["versions"]["hypothesis"],
             "pytest": pytest.__version__,
+            "versions": run["versions"],
+            "properties": run["properties"],
+            "commit": run["commit"],
             "cuda": torch.cuda.is_available(),
-            "profile": settings.get_current_profile_name(),
+            "profile": run["profile"],
             "max_examples": settings.default.max_examples,
-            **seeding(self.config),
+            "seed": run["seed"],
+            "seeding": run["seeding"],
+            "derandomized": run["derandomized"],
+            "derandomize_turned_off": run["derandomize_turned_off"],
             "workers": getattr(self.config.option, "numprocesses", None) or 0,
+            "collected": self.collected,
+            "finished": len(self.finished),
             "counts": counts,
             "total": sum(counts.values()),
             "failed_tests": self.failed,
-            "exitstatus": exitstatus,
+            "skip_reasons": dict(self.reasons["skipped"]),
+            "xfail_reasons": dict(self.reasons["xfailed"]),
+            "active_deviations": active_deviations(),
             "seconds": round(time.time() - self.started, 2),
         }

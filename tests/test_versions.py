@@ -1,26 +1,9 @@
-"""The version table answers for each torch version, and a torch that breaks it fails the suite."""
+"""The version table answers for each torch version (a torch that breaks it: tests/meta/test_version_controls.py)."""
 
 import pytest
-from hypothesis import strategies as st
-from torch import nn, optim
 
 from properties import observe, versions
-from properties.invariants import zero_grad
-from properties.meta import assert_rejects
-from properties.mutants import Mutant, autograd
-
-OWNERS = st.sampled_from(zero_grad.OWNERS)
-
-
-def _new_default(monkeypatch):
-    module_zero_grad, optimizer_zero_grad = nn.Module.zero_grad, optim.Optimizer.zero_grad
-    monkeypatch.setattr(nn.Module, "zero_grad", lambda self, set_to_none=True: module_zero_grad(self, set_to_none))
-    monkeypatch.setattr(optim.Optimizer, "zero_grad", lambda self, set_to_none=True: optimizer_zero_grad(self, set_to_none))
-
-
-ZERO_GRAD_NEW_DEFAULT = Mutant(
-    "zero-grad-2.x-default", "zero_grad() defaults to set_to_none=True, as from torch 2.0", _new_default
-)
+from properties.mutants import autograd
 
 
 @pytest.mark.parametrize(
@@ -84,27 +67,6 @@ def test_the_observe_probe_reports_a_reverted_zero_grad_default_as_a_disagreemen
     records = {record["name"]: record for record in observe.observe()["behaviours"]}
     for name in ("Module.zero_grad() sets .grad to None", "Optimizer.zero_grad() sets .grad to None"):
         assert records[name]["observed"] is False and records[name]["documented"] is True, records[name]
-
-
-@pytest.mark.meta
-@pytest.mark.parametrize("version", [(2, 0, 0), (2, 13, 0)], ids=versions.version_text)
-def test_a_torch_2_whose_zero_grad_reverted_to_the_1x_default_fails_the_suite(monkeypatch, version):
-    autograd.ZERO_GRAD_OLD_DEFAULT.apply(monkeypatch)
-    monkeypatch.setattr(versions, "INSTALLED", version)
-    _, message = assert_rejects(
-        zero_grad.check_reset_default_is_documented, case=zero_grad.CASES, owner=OWNERS, groups=zero_grad.GROUPS
-    )
-    assert "documents set_to_none=True" in message and "should be None" in message
-
-
-@pytest.mark.meta
-def test_a_torch_1x_whose_zero_grad_took_the_2x_default_fails_the_suite(monkeypatch):
-    ZERO_GRAD_NEW_DEFAULT.apply(monkeypatch)
-    monkeypatch.setattr(versions, "INSTALLED", (1, 13, 1))
-    _, message = assert_rejects(
-        zero_grad.check_reset_default_is_documented, case=zero_grad.CASES, owner=OWNERS, groups=zero_grad.GROUPS
-    )
-    assert "documents set_to_none=False" in message and "became None" in message
 
 
 @pytest.mark.parametrize("version, skipped", [((2, 0, 1), True), ((2, 1, 0), False)], ids=["2.0.1", "2.1.0"])

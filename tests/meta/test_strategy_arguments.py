@@ -6,6 +6,8 @@ from hypothesis.errors import InvalidArgument
 from properties.optimizers import adam_specs, optimizer_specs
 from properties.strategies import batch_splits, model_specs, step_counts
 
+pytestmark = pytest.mark.meta
+
 BAD_CALLS = [
     ("min_k", lambda: batch_splits(min_k=0)),
     ("max_k", lambda: batch_splits(min_k=3, max_k=2)),
