@@ -12,6 +12,7 @@ from properties.recipes.errors import RecipeError
 from properties.recipes.examples import recipe_cases
 from properties.recipes.observation import Observation
 from properties.recipes.search import error_for, search_settings
+from properties.threads import one_thread
 
 
 def holds(name: str, recipe, options, config) -> None:
@@ -22,7 +23,9 @@ def holds(name: str, recipe, options, config) -> None:
     if not prop.applies(options):
         pytest.skip(f"{prop.sentence}: only with --recipe-{prop.needs}")
 
-    if name != "runs" and raises_on_every_example(recipe, options):
+    with one_thread():
+        raises_always = name != "runs" and raises_on_every_example(recipe, options)
+    if raises_always:
         pytest.skip(f"{prop.sentence}: the recipe raised on every example (see test_the_recipe_runs_without_raising)")
 
     @search_settings(options)
@@ -37,7 +40,8 @@ def holds(name: str, recipe, options, config) -> None:
             raise error_for(recipe, observation, [(prop, str(error))], "counterexample (shrunk)") from None
 
     try:
-        message = failure(property_holds)
+        with one_thread():
+            message = failure(property_holds)
     except Unsatisfiable:
         pytest.skip(f"{prop.sentence}: the recipe raised on every example (see test_the_recipe_runs_without_raising)")
     if message:

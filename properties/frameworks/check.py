@@ -28,6 +28,7 @@ from properties.recipes.causes import likely_causes, vector
 from properties.recipes.checks import failing
 from properties.recipes.errors import RecipeError
 from properties.recipes.search import failure_message
+from properties.threads import one_thread
 
 DEFAULT_EXAMPLES = 30
 # The measured set-ups: (dataset rows, batch size, k) with a short last batch or a short last window.
@@ -239,6 +240,7 @@ def replayed(search: Search, example: FrameworkCase, shrunk: bool, outcome: str)
     return finding
 
 
+@one_thread()
 def check_configuration(
     configuration: Configuration,
     *,

@@ -15,6 +15,7 @@ from properties.recipes.examples import RecipeCase, recipe_cases
 from properties.recipes.hyperparameters import scaler_supported
 from properties.recipes.observation import Observation
 from properties.recipes.options import RecipeOptions
+from properties.threads import one_thread
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,14 @@ def search(recipe: Callable, options: RecipeOptions, candidates: tuple[RecipePro
 
 
 def run_check(recipe: Callable, options: RecipeOptions) -> RecipeReport:
+    """Check the contract, then search for a failing example, on one intra-op thread; raise RecipeError with it shrunk,
+    or return a report."""
+    __tracebackhide__ = True
+    with one_thread():
+        return check_every_property(recipe, options)
+
+
+def check_every_property(recipe: Callable, options: RecipeOptions) -> RecipeReport:
     """Check the contract, then search for a failing example; raise RecipeError with it shrunk, or return a report.
 
     With options.all_failures the search goes on without each property found failing, so every
