@@ -99,11 +99,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def load_recipe(spec: str, option: str = "--recipe", example: str = "mymodule:my_loop") -> object:
+def load_recipe(spec: str, option: str = "--recipe", example: str = "mymodule:my_loop", what: str = "FUNCTION") -> object:
     """The object MODULE:NAME names: MODULE imported with the current directory on sys.path, or a .py file's path."""
     module_name, _, attribute = spec.rpartition(":")
     if not module_name or not attribute:
-        raise pytest.UsageError(f"{option} {spec!r}: expected MODULE:NAME, e.g. {option} {example}")
+        raise pytest.UsageError(f"{option} {spec!r}: expected MODULE:{what}, e.g. {option} {example}")
     try:
         if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
             path = Path(module_name).resolve()
@@ -145,15 +145,15 @@ def user_objects(config: pytest.Config) -> dict:
     from hypothesis.strategies import SearchStrategy
 
     found = {}
-    for name, example in (
-        ("model", "mymodule:build_model"),
-        ("loss", "properties:causal_lm_cross_entropy"),
-        ("data", "properties:causal_lm_sequences"),
-        ("output", "mymodule:logits_of"),
+    for name, example, what in (
+        ("model", "mymodule:build_model", "FACTORY"),
+        ("loss", "properties:causal_lm_cross_entropy", "LOSS"),
+        ("data", "properties:causal_lm_sequences", "DATA"),
+        ("output", "mymodule:logits_of", "FUNCTION"),
     ):
         spec = config.getoption(f"recipe_{name}")
         if spec:
-            value = load_recipe(spec, f"--recipe-{name}", example)
+            value = load_recipe(spec, f"--recipe-{name}", example, what)
             if name in ("loss", "data") and not isinstance(value, SearchStrategy) and takes_no_arguments(value):
                 value = value()
             found[name] = value

@@ -190,14 +190,22 @@ def check_forward(case: UserCase) -> None:
     x, y = (batches.rows_slice(t, 0, 1) for t in case.full_batch())
     how = f"model(**x) with x's keys {list(x)}" if isinstance(x, dict) else "model(x)"
     try:
-        output = call_model(model, x)
+        with torch.random.fork_rng(devices=[]):  # a random forward draws from torch's generator: give it back as it was
+            output = call_model(model, x)
+            again = call_model(model, x)
     except Exception as error:
         raise InvalidArgument(
             f"model factory {case.model} built a model that fails on the dataset's first row as {how}: "
             f"{type(error).__name__}: {error}. The checker calls the model on x (a tensor positionally, a mapping of "
             "keyword → tensor as keywords); make data= match what the model takes"
         ) from None
-    value = loss_input(output, case.output)
+    value, again = loss_input(output, case.output), loss_input(again, case.output)
+    if value.shape != again.shape or not torch.equal(value, again):
+        raise InvalidArgument(
+            f"model factory {case.model} built a model whose forward gives different outputs on the same input: "
+            "dropout in training mode, or other randomness. The checker compares two runs of the same computation: "
+            "build it with dropout 0 (e.g. resid_pdrop=embd_pdrop=attn_pdrop=0.0, or hidden_dropout_prob=0.0)"
+        )
     try:
         loss = case.loss.fn(value, y)
     except Exception as error:
