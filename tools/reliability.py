@@ -169,10 +169,25 @@ def select_families(files: dict[str, str], names: Optional[Iterable[str]]) -> di
 def chunk_path(
     directory: Path, seed: int, families: Optional[list[str]], dtype: Optional[str] = None, targeted: bool = False
 ) -> Path:
-    """reports/soak/chunk-<seed>.json; with --families, chunk-<seed>-<family+family>.json; with --dtype, -<dtype> after;
-    with --targeted, -targeted last."""
-    suffix = (f"-{'+'.join(families)}" if families else "") + (f"-{dtype}" if dtype else "") + ("-targeted" if targeted else "")
+    """reports/soak/chunk-<seed>.json; with --families, chunk-<seed>-<family+family>.json (a list too long for a file
+    name: <N>-families-<digest>); with --dtype, -<dtype> after; with --targeted, -targeted last."""
+    suffix = (
+        (f"-{families_name(families)}" if families else "") + (f"-{dtype}" if dtype else "") + ("-targeted" if targeted else "")
+    )
     return directory / "soak" / f"chunk-{seed}{suffix}.json"
+
+
+FAMILIES_NAME_LIMIT = 120
+
+
+def families_name(families: list[str]) -> str:
+    """family+family for a chunk's file name; beyond FAMILIES_NAME_LIMIT characters, <N>-families-<digest of the list>."""
+    import hashlib
+
+    joined = "+".join(families)
+    if len(joined) <= FAMILIES_NAME_LIMIT:
+        return joined
+    return f"{len(families)}-families-{hashlib.sha256(joined.encode()).hexdigest()[:12]}"
 
 
 def soak_pytest_args(
@@ -302,6 +317,8 @@ def target(row: dict) -> tuple[bool, str]:
     for name, bucket in row["dtypes"].items():
         key = "float64" if name == "n/a" else name  # a property that draws no dtype runs in float64 (or compares no floats)
         counts[key] = counts.get(key, 0) + bucket["examples"]
+    if not counts:
+        return False, "no sampled examples"
     short = [f"{name} {count:,}" for name, count in sorted(counts.items()) if count < EXAMPLE_TARGET]
     return not short, ", ".join(short) + (f" < {EXAMPLE_TARGET:,}" if short else "")
 

@@ -336,6 +336,8 @@ def test_targeted_chunks_count_apart_with_their_own_worst_and_the_same_seed_is_n
         == "pytest -p tools.soak_plugin --soak-examples=100 --soak-targeted 'tests/test_a.py::t2' --hypothesis-seed=2"
     )
     assert rows["distributed"]["targeted_examples"] == 0 and rows["distributed"]["worst_targeted"] is None
+    only = {r["family"]: r for r in reliability.aggregate(TARGETED)["families"]}["a"]
+    assert (only["target_met"], only["short_of_target"]) == (False, "no sampled examples")
 
 
 def test_the_soak_report_puts_each_familys_sampled_and_targeted_worst_side_by_side():
@@ -352,6 +354,13 @@ def test_a_targeted_chunk_runs_the_plugin_with_its_target_phase_and_files_apart(
     args = reliability.soak_pytest_args(tmp_path / "r.json", 30, 3, targeted=True)
     assert "--soak-targeted" in args and "--soak-targeted" not in reliability.soak_pytest_args(tmp_path / "r.json", 30, 3)
     assert reliability.chunk_path(tmp_path, 4, ["a"], "float16", targeted=True).name == "chunk-4-a-float16-targeted.json"
+
+
+def test_a_long_family_list_names_its_chunk_file_by_a_digest_that_fits_a_file_name(tmp_path):
+    many = sorted(reliability.soak_files())
+    name = reliability.chunk_path(tmp_path, 0, many, targeted=True).name
+    assert name.startswith(f"chunk-0-{len(many)}-families-") and name.endswith("-targeted.json") and len(name) < 100
+    assert name != reliability.chunk_path(tmp_path, 0, many[1:], targeted=True).name
 
 
 def test_the_soak_runs_the_property_modules_and_the_recipe_soak_but_no_tooling_tests():
