@@ -310,6 +310,14 @@ def test_examples_until_failure_counts_the_examples_hypothesis_ran_and_skips_the
     assert audit_plugin.examples_until_failure([("generate", "passed"), ("target", "failed"), ("shrink", "failed")]) == (2, 2)
 
 
+def test_the_audits_subprocesses_observe_without_tracing_every_line_before_python_3_12():
+    import sys
+
+    environment = audit.pytest_environment()
+    assert ("HYPOTHESIS_EXPERIMENTAL_OBSERVABILITY_NOCOVER" in environment) == (sys.version_info < (3, 12))
+    assert environment["PATH"] == os.environ["PATH"]
+
+
 def test_a_search_inside_a_test_body_is_counted_from_hypothesis_observations():
     from hypothesis import find
 
