@@ -13,7 +13,8 @@ The public API:
   `check_accumulation_matches_full_batch`, `check_windows_match_full_batch_steps`,
   `check_backward_after_reset_is_fresh`, `check_mse_matches_closed_form`,
   `check_step_follows_documented_update`, `check_accumulated_gradient_within_rounding_bound`;
-- comparison: `assert_grads_close`, `assert_tensor_close`, `Tolerance`, `window_bound`.
+- comparison: `assert_grads_close`, `assert_tensor_close`, `Tolerance`, `window_bound`, and `ComparisonError`, the
+  AssertionError a numeric comparison raises (`.parameter`, `.ratio` = error ÷ tolerance, `.tolerance`).
 
 Everything else (modules under properties.invariants, .mutants, .distributed, the tools) is internal.
 """
@@ -51,6 +52,7 @@ PUBLIC = {
     "assert_grads_close": "properties.compare",
     "assert_tensor_close": "properties.compare",
     "Tolerance": "properties.compare",
+    "ComparisonError": "properties.compare",
     "window_bound": "properties.bounds",
 }
 

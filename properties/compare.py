@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
 
@@ -100,6 +101,28 @@ def describe_difference(actual: torch.Tensor, expected: torch.Tensor) -> str:
     )
 
 
+class ComparisonError(AssertionError):
+    """A numeric comparison failed: `.parameter` names what differed, `.ratio` its error ÷ tolerance, `.tolerance` the bound.
+
+    `.ratio` is None when the shapes differ (no element-wise ratio exists); `.bitwise` when the bound is exact.
+    """
+
+    def __init__(self, message: str, *, parameter: str, ratio: float | None, tolerance: Tolerance):
+        super().__init__(message)
+        self.parameter = parameter
+        self.ratio = ratio
+        self.tolerance = tolerance
+
+    @property
+    def bitwise(self) -> bool:
+        """Whether the bound broken was bitwise identity (atol = rtol = 0)."""
+        return self.tolerance.atol == 0 and self.tolerance.rtol == 0
+
+    def with_message(self, message: str) -> "ComparisonError":
+        """The same failure (parameter, ratio, tolerance) with another message."""
+        return ComparisonError(message, parameter=self.parameter, ratio=self.ratio, tolerance=self.tolerance)
+
+
 Observer = Callable[[str, float, Tolerance], None]
 _OBSERVERS: list[Observer] = []
 
@@ -112,6 +135,26 @@ def observing(observer: Observer) -> Iterator[None]:
         yield
     finally:
         _OBSERVERS.remove(observer)
+
+
+@contextlib.contextmanager
+def targeting(label: str) -> Iterator[None]:
+    """Within the block, collect every comparison's error ÷ tolerance; at its end, inside a Hypothesis test, report
+    the largest finite one as `hypothesis.target(…, label=label)` (once per example, so Hypothesis climbs toward the bound)."""
+    ratios: list[float] = []
+    with observing(lambda name, ratio, tolerance: ratios.append(ratio)):
+        yield
+    finite = [r for r in ratios if math.isfinite(r)]
+    if finite:
+        report_target(max(finite), label)
+
+
+def report_target(ratio: float, label: str) -> None:
+    """hypothesis.target(ratio, label=label) when called inside a Hypothesis test; nothing outside one."""
+    from hypothesis import currently_in_test_context, target
+
+    if currently_in_test_context():
+        target(min(ratio, sys.float_info.max), label=label)
 
 
 def excess(actual: torch.Tensor, expected: torch.Tensor, tolerance: Tolerance) -> float:
@@ -133,6 +176,7 @@ def assert_tensor_close(actual, expected, *, name: str, tolerance: Tolerance, co
     """torch.testing.assert_close(actual, expected) with a message naming the parameter, difference and case."""
     __tracebackhide__ = True
     actual, expected = dense(actual), dense(expected)
+    same_shape = actual.shape == expected.shape
     if _OBSERVERS:
         observed = excess(actual, expected, tolerance)
         for observer in list(_OBSERVERS):
@@ -141,17 +185,21 @@ def assert_tensor_close(actual, expected, *, name: str, tolerance: Tolerance, co
     def message(default: str) -> str:
         lines = [
             f"{name}: {tuple(expected.shape)} {dtype_name(expected.dtype)} differs",
-            f"  {describe_difference(actual, expected)}{ratio_hint(actual, expected)}" if actual.shape == expected.shape else "",
+            f"  {describe_difference(actual, expected)}{ratio_hint(actual, expected)}" if same_shape else "",
             f"  tolerance: {tolerance}",
-            f"  error ÷ tolerance = {excess(actual, expected, tolerance):.3g}" if actual.shape == expected.shape else "",
+            f"  error ÷ tolerance = {excess(actual, expected, tolerance):.3g}" if same_shape else "",
             f"  case: {context}" if context else "",
             "  torch says: " + default.replace("\n", "\n    "),
         ]
         return "\n".join(line for line in lines if line)
 
-    torch.testing.assert_close(
-        actual, expected, rtol=tolerance.rtol, atol=tolerance.atol, equal_nan=tolerance.equal_nan, msg=message
-    )
+    try:
+        torch.testing.assert_close(
+            actual, expected, rtol=tolerance.rtol, atol=tolerance.atol, equal_nan=tolerance.equal_nan, msg=message
+        )
+    except AssertionError as error:
+        ratio = excess(actual, expected, tolerance) if same_shape else None
+        raise ComparisonError(str(error), parameter=name, ratio=ratio, tolerance=tolerance) from None
 
 
 def assert_grads_close(
@@ -177,9 +225,9 @@ def assert_grads_close(
         tol = tolerance if isinstance(tolerance, Tolerance) else tolerance[name]
         try:
             assert_tensor_close(a, e, name=f"{what} of {name!r}", tolerance=tol, context=context)
-        except AssertionError as error:
+        except ComparisonError as error:
             hint = ratio_hint(*(flat_concatenation(grads) for grads in (actual, expected)))
-            raise AssertionError(f"{error}\n  over all parameters{hint}" if hint else str(error)) from None
+            raise (error.with_message(f"{error}\n  over all parameters{hint}") if hint else error) from None
 
 
 def flat_concatenation(grads: Mapping[str, torch.Tensor | None]) -> torch.Tensor:

@@ -37,16 +37,17 @@ def holds(name: str, recipe, options, config) -> None:
         try:
             prop.check(observation)
         except AssertionError as error:
-            raise error_for(recipe, observation, [(prop, str(error))], "counterexample (shrunk)") from None
+            raise error_for(recipe, observation, [(prop, error)], "counterexample (shrunk)") from None
 
     try:
         with one_thread():
-            message = failure(property_holds)
+            error = recipe_error(property_holds)
     except Unsatisfiable:
         pytest.skip(f"{prop.sentence}: the recipe raised on every example (see test_the_recipe_runs_without_raising)")
-    if message:
+    if error is not None:
         command = f"pytest {' '.join(config.invocation_params.args)}"
-        pytest.fail(f"{message}\n  reproduce: `{command}` draws the same examples again (derandomized)", pytrace=False)
+        message = f"{error}\n  reproduce: `{command}` draws the same examples again (derandomized)"
+        raise pytest.fail.Exception(message, pytrace=False) from error  # the cause keeps the RecipeError's fields
 
 
 def raises_on_every_example(recipe, options) -> bool:
@@ -59,20 +60,20 @@ def raises_on_every_example(recipe, options) -> bool:
     return False
 
 
-def failure(function, *args) -> str | None:
-    """The message of the RecipeError function(*args) raises, or None."""
+def recipe_error(function, *args) -> RecipeError | None:
+    """The RecipeError function(*args) raises, or None."""
     try:
         function(*args)
     except RecipeError as error:
-        return str(error)
+        return error
     return None
 
 
 def contract_holds(recipe, options) -> None:
     """Fail with the contract's message unless the recipe can be called as the options will call it."""
-    message = failure(check_contract, recipe, options.extras())
-    if message:
-        pytest.fail(message, pytrace=False)
+    error = recipe_error(check_contract, recipe, options.extras())
+    if error is not None:
+        pytest.fail(str(error), pytrace=False)
 
 
 def test_the_recipe_can_be_called_as_the_contract_says(recipe_under_test, recipe_check_options):

@@ -14,14 +14,14 @@ Examples are counted by wrapping each Hypothesis test's body (`test.hypothesis.i
 hook Hypothesis provides for wrapping): every call is one example run, and the number of the first
 call that raises (Hypothesis' own control exceptions aside) is how many examples the fault took.
 A test that runs Hypothesis inside its body instead (as the recipe tests do) is counted from the
-statistics Hypothesis reports for each run (the generate phase's examples, in order). Hypothesis'
+test cases Hypothesis reports to its observability callbacks (the generate phase's examples, in order). Hypothesis'
 example database is switched off so a stored counterexample cannot be replayed first.
 
 Every failed phase also records how far the failure lies above the tolerance: the largest
-`error ÷ tolerance = X` line (written by properties.compare into each numeric comparison failure)
-in the text of the exception the test raised, its sub-exceptions (a Hypothesis group of distinct
-failures) and explicit causes (`raise ... from`); None when there is no such line above 1, a
-structural failure (a .grad that is None, a wrong count, an unexpected exception).
+`.ratio` (error ÷ tolerance) of the properties.compare.ComparisonError the test raised, of those
+inside it (a Hypothesis group of distinct failures, a RecipeError's `.comparison` and `.others`)
+and of its explicit causes (`raise ... from`); None when none is above 1, a structural failure
+(a .grad that is None, a wrong count, an unexpected exception).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import functools
 import importlib
 import json
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,63 +55,42 @@ def resolve_mutant(spec: str):
     raise pytest.UsageError(f"no mutant {name!r} in properties.mutants.{module_name} (known: {known})")
 
 
-# A line of its own (so the same text quoted inside another message, newlines escaped, is not read).
-MARGIN_LINE = re.compile(r"^[ \t]*error ÷ tolerance = (?P<value>\S+)[ \t]*$", re.MULTILINE)
-TOLERANCE_LINE = re.compile(r"^[ \t]*tolerance: atol=(?P<atol>[^,\s]+), rtol=(?P<rtol>[^\s(]+)", re.MULTILINE)
+def comparison_failures(error: BaseException | None) -> list:
+    """Every properties.compare.ComparisonError behind `error`: itself, the members of an exception group, a
+    RecipeError's `.comparison` and `.others`, and explicit causes (`raise ... from`, not __context__)."""
+    from properties.compare import ComparisonError
 
-
-def margins_in(text: str) -> list[tuple[float, bool]]:
-    """(error ÷ tolerance, bitwise) for each numeric comparison failure reported in `text`.
-
-    `bitwise` when the nearest `tolerance:` line above the ratio has atol = rtol = 0. A value
-    that does not read as a number (or is NaN) counts as ∞.
-    """
-    tolerances = [(m.start(), m["atol"], m["rtol"]) for m in TOLERANCE_LINE.finditer(text)]
-    found = []
-    for match in MARGIN_LINE.finditer(text):
-        try:
-            value = float(match["value"])
-        except ValueError:
-            value = math.inf
-        value = math.inf if math.isnan(value) else value
-        above = [(atol, rtol) for start, atol, rtol in tolerances if start < match.start()]
-        bitwise = bool(above) and all(_is_zero(x) for x in above[-1])
-        found.append((value, bitwise))
-    return found
-
-
-def _is_zero(text: str) -> bool:
-    try:
-        return float(text) == 0.0
-    except ValueError:
-        return False
-
-
-def exception_texts(error: BaseException | None) -> list[str]:
-    """str() of `error`, of each exception an exception group holds, and of each explicit cause (not __context__)."""
-    texts, stack, seen = [], [error], set()
+    found, stack, seen = [], [error], set()
     while stack:
         current = stack.pop()
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        try:
-            texts.append(str(current))
-        except Exception:  # a broken __str__ says nothing about a margin
-            pass
+        if isinstance(current, ComparisonError):
+            found.append(current)
         stack.extend(reversed(list(getattr(current, "exceptions", None) or ())))
-        stack.append(current.__cause__)
-    return texts
+        stack.extend(reversed(list(getattr(current, "others", None) or ())))
+        stack.append(getattr(current, "comparison", None))
+        stack.append(getattr(current, "__cause__", None))
+    return found
+
+
+def margin_of(comparison) -> float:
+    """A comparison failure's error ÷ tolerance; NaN counts as ∞."""
+    value = float(comparison.ratio)
+    return math.inf if math.isnan(value) else value
 
 
 def failure_margin(error: BaseException | None) -> dict:
     """The record fields for one failure: its largest error ÷ tolerance (None: structural) and whether bitwise.
 
-    A ratio ≤ 1 is no numeric failure (the comparison failed on dtype, device or layout) and is
-    left out, so such a failure counts as structural. ∞ is written as the string "inf", so the
-    records and the reports stay strict JSON.
+    Read from the `.ratio` and `.bitwise` of the comparison failures behind it. A ratio ≤ 1 is no
+    numeric failure (the comparison failed on dtype, device or layout) and a shape mismatch has no
+    ratio: both count as structural. ∞ is written as the string "inf", so the records and the
+    reports stay strict JSON.
     """
-    margins = [m for text in exception_texts(error) for m in margins_in(text) if m[0] > 1]
+    margins = [(margin_of(c), c.bitwise) for c in comparison_failures(error) if c.ratio is not None]
+    margins = [m for m in margins if m[0] > 1]
     if not margins:
         return {"error_over_tolerance": None, "bitwise": False}
     value, bitwise = max(margins, key=lambda m: (m[0], m[1]))
@@ -192,7 +170,7 @@ class ExampleCounter:
         self.calls += 1
         drawn: list[Any] = []
         plain = kwargs
-        kwargs = {k: recording_data(v, drawn) if _is_data_object(v) else v for k, v in kwargs.items()}
+        kwargs = {k: recording_data(v, drawn) if is_data_object(v) else v for k, v in kwargs.items()}
         counted = True
         try:
             result = self.inner(*args, **kwargs)
@@ -214,7 +192,7 @@ class ExampleCounter:
         """Seconds to call the body on every kept example, with plain arguments instead of Hypothesis."""
         start = time.perf_counter()
         for args, kwargs, drawn in self.kept:
-            plain = {k: ReplayData(drawn) if _is_data_object(v) else v for k, v in kwargs.items()}
+            plain = {k: ReplayData(drawn) if is_data_object(v) else v for k, v in kwargs.items()}
             try:
                 self.inner(*args, **plain)
             except Exception as error:
@@ -242,8 +220,11 @@ def from_the_large_end(kwargs: dict) -> bool:
     return False
 
 
-def _is_data_object(value: Any) -> bool:
-    return type(value).__name__ == "DataObject" and hasattr(value, "conjecture_data")
+def is_data_object(value: Any) -> bool:
+    """Whether a drawn argument is the object `st.data()` gives a test."""
+    from hypothesis.strategies import DataObject
+
+    return isinstance(value, DataObject)
 
 
 def pytest_addoption(parser):
@@ -284,44 +265,56 @@ def pytest_sessionstart(session):
         session.config.stash[_MONKEYPATCH] = monkeypatch
 
 
-def examples_until_failure(statistics: dict) -> tuple[int, int | None]:
-    """From one Hypothesis run's statistics: examples run in the generate phase, and the number of the first failure.
+COUNTED_PHASES = ("generate", "target")
+COUNTED_STATUSES = ("passed", "failed")
 
-    An example counts when it ran to the end or failed (Hypothesis' "valid" and "interesting");
-    the ones it rejected ("invalid", "overrun") do not. The statistics format is Hypothesis'
-    own and not promised stable: anything unexpected gives (0, None).
+
+def examples_until_failure(cases: list[tuple[str, str]]) -> tuple[int, int | None]:
+    """From one Hypothesis run's test cases, (phase, status) in order: examples run while generating, and the
+    number of the first that failed.
+
+    An example counts when it ran to the end or failed (observability's "passed" and "failed");
+    the ones Hypothesis gave up on (rejected, overrun) do not, nor the explicit, reuse and shrink phases'.
     """
-    try:
-        cases = statistics.get("generate-phase", {}).get("test-cases", [])
-        ran, first = 0, None
-        for case in cases:
-            if case["status"] in ("valid", "interesting"):
-                ran += 1
-            if case["status"] == "interesting" and first is None:
-                first = ran
-        return ran, first
-    except (AttributeError, KeyError, TypeError):
-        return 0, None
+    ran, first = 0, None
+    for phase, status in cases:
+        if phase not in COUNTED_PHASES or status not in COUNTED_STATUSES:
+            continue
+        ran += 1
+        if status == "failed" and first is None:
+            first = ran
+    return ran, first
 
 
 @contextlib.contextmanager
-def statistics_into(counter: "ExampleCounter"):
-    """For a test that runs Hypothesis inside its body: add every run's statistics to `counter`."""
-    from hypothesis.statistics import collector
+def observations_into(counter: "ExampleCounter"):
+    """For a test that runs Hypothesis inside its body: add every run's examples to `counter`, read from
+    Hypothesis' observability callbacks (documented, though they live in hypothesis.internal.observability).
 
-    previous = collector.value
-
-    def note(statistics):
-        ran, first = examples_until_failure(statistics)
-        if counter.first_failure is None and first is not None:
-            counter.first_failure = counter.calls + first
-        counter.calls += ran
-        counter.runs += 1
-        if previous is not None:
-            previous(statistics)
-
-    with collector.with_value(note):
+    A Hypothesis without them (before 6.135) counts nothing.
+    """
+    try:
+        from hypothesis.internal.observability import with_observability_callback
+    except ImportError:
         yield
+        return
+    runs: dict[tuple, list[tuple[str, str]]] = {}
+
+    def note(observation):
+        if getattr(observation, "type", None) == "test_case":
+            phase = getattr(observation.metadata, "phase", None)
+            runs.setdefault((observation.property, observation.run_start), []).append((phase, observation.status))
+
+    try:
+        with with_observability_callback(note):
+            yield
+    finally:
+        for cases in runs.values():
+            ran, first = examples_until_failure(cases)
+            if counter.first_failure is None and first is not None:
+                counter.first_failure = counter.calls + first
+            counter.calls += ran
+            counter.runs += 1
 
 
 def counted_run(handle, counter: ExampleCounter):
@@ -343,7 +336,7 @@ def pytest_runtest_call(item):
     if handle is None:
         counter = ExampleCounter(None)
         start = time.perf_counter()
-        with statistics_into(counter):
+        with observations_into(counter):
             yield
         counter.seconds = time.perf_counter() - start
         if counter.runs:

@@ -17,6 +17,7 @@ torch comes to failing (the largest error ÷ tolerance of any comparison that pa
     python -m tools.reliability --soak --chunks 10 --start 0 --jobs 2
     python -m tools.reliability --soak --families backward_accumulates precision --examples 500
     python -m tools.reliability --soak --families bounds --dtype float16   # low precision only in float16
+    python -m tools.reliability --soak --targeted --examples 300   # search toward the bounds (Phase.target)
     python -m tools.reliability --soak --render            # only re-aggregate the chunks already run
 
 Chunk i is one pytest subprocess (-n 0) with --hypothesis-seed=START+i over the default suite's
@@ -29,7 +30,10 @@ reports/soak/chunk-<seed>.json (chunk-<seed>-<family+family>.json with --familie
 with --dtype) and skipped by later invocations (unless --fresh), so a soak can be stopped and
 resumed; a test run twice under one seed (and one --dtype) is counted once. --dtype NAME makes every
 strategy that may draw a low-precision dtype draw only NAME, so that a per-dtype target is met
-without running the float64 examples again. Every chunk file present is then aggregated into reports/soak.json and
+without running the float64 examples again. --targeted adds Hypothesis' target phase: every comparison
+reports its error ÷ tolerance as a target (properties.compare.targeting), so the search climbs toward
+the bound where sampling only draws; such chunks are files of their own (-targeted) and counted apart.
+Every chunk file present is then aggregated into reports/soak.json and
 reports/soak.md: per family the examples (per dtype), false failures, the worst error ÷ tolerance
 and where, examples per second and whether the target is met (≥ 20,000 examples per dtype;
 ≥ 2,000 windows for distributed), then every failure with its case and reproduce command.
@@ -132,6 +136,7 @@ RECIPE_SOAK = "tools/soak_recipes.py"
 SOAK_PROFILE = "dev"
 EXAMPLE_TARGET = 20_000
 WINDOW_TARGET = 2_000
+TARGETED_AIM = 2_000
 WINDOW_FAMILIES = ("distributed", "distributed_options", "fsdp")
 """Families whose examples are windows on a gloo rank pool: their target counts windows."""
 
@@ -161,31 +166,53 @@ def select_families(files: dict[str, str], names: Optional[Iterable[str]]) -> di
     return {name: files[name] for name in files if name in wanted}
 
 
-def chunk_path(directory: Path, seed: int, families: Optional[list[str]], dtype: Optional[str] = None) -> Path:
-    """reports/soak/chunk-<seed>.json; with --families, chunk-<seed>-<family+family>.json; with --dtype, -<dtype> after."""
-    suffix = (f"-{'+'.join(families)}" if families else "") + (f"-{dtype}" if dtype else "")
+def chunk_path(
+    directory: Path, seed: int, families: Optional[list[str]], dtype: Optional[str] = None, targeted: bool = False
+) -> Path:
+    """reports/soak/chunk-<seed>.json; with --families, chunk-<seed>-<family+family>.json (a list too long for a file
+    name: <N>-families-<digest>); with --dtype, -<dtype> after; with --targeted, -targeted last."""
+    suffix = (
+        (f"-{families_name(families)}" if families else "") + (f"-{dtype}" if dtype else "") + ("-targeted" if targeted else "")
+    )
     return directory / "soak" / f"chunk-{seed}{suffix}.json"
 
 
-def soak_pytest_args(record: Path, examples: int, window_examples: int, dtype: Optional[str] = None) -> tuple[str, ...]:
-    """The pytest options of one chunk beyond run_pytest's own: the soak plugin, its example counts and dtype pin."""
+FAMILIES_NAME_LIMIT = 120
+
+
+def families_name(families: list[str]) -> str:
+    """family+family for a chunk's file name; beyond FAMILIES_NAME_LIMIT characters, <N>-families-<digest of the list>."""
+    import hashlib
+
+    joined = "+".join(families)
+    if len(joined) <= FAMILIES_NAME_LIMIT:
+        return joined
+    return f"{len(families)}-families-{hashlib.sha256(joined.encode()).hexdigest()[:12]}"
+
+
+def soak_pytest_args(
+    record: Path, examples: int, window_examples: int, dtype: Optional[str] = None, targeted: bool = False
+) -> tuple[str, ...]:
+    """The pytest options of one chunk beyond run_pytest's own: the soak plugin, its example counts, dtype pin and targeting."""
     return (
         "-p",
         "tools.soak_plugin",
         f"--soak-record={record}",
         f"--soak-examples={examples}",
         *((f"--soak-dtype={dtype}",) if dtype else ()),
+        *(("--soak-targeted",) if targeted else ()),
         *(f"--soak-examples-for={family}={window_examples}" for family in WINDOW_FAMILIES),
         "-m",
         "not meta and not xfail",  # a registered deviation fails by design: the soak is about sound behaviour
     )
 
 
-def soak_reproduce(nodeid: str, seed, examples: Optional[int], dtype: Optional[str] = None) -> str:
+def soak_reproduce(nodeid: str, seed, examples: Optional[int], dtype: Optional[str] = None, targeted: bool = False) -> str:
     """The command that re-runs one test's soak: it draws the same examples and lists its failures in the summary."""
     count = f" --soak-examples={examples}" if examples else ""
     pin = f" --soak-dtype={dtype}" if dtype else ""
-    return f"pytest -p tools.soak_plugin{count}{pin} '{nodeid}' --hypothesis-seed={seed}"
+    target = " --soak-targeted" if targeted else ""
+    return f"pytest -p tools.soak_plugin{count}{pin}{target} '{nodeid}' --hypothesis-seed={seed}"
 
 
 def current_commit() -> Optional[str]:
@@ -198,7 +225,14 @@ def current_commit() -> Optional[str]:
 
 
 def run_chunk(
-    seed: int, files: list[str], *, examples: int, window_examples: int, timeout: float, dtype: Optional[str] = None
+    seed: int,
+    files: list[str],
+    *,
+    examples: int,
+    window_examples: int,
+    timeout: float,
+    dtype: Optional[str] = None,
+    targeted: bool = False,
 ) -> dict:
     """One chunk: the soak over `files` with this seed; its records, or status 'error' and the output's tail."""
     import hypothesis
@@ -207,7 +241,7 @@ def run_chunk(
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with tempfile.TemporaryDirectory(prefix="soak-") as scratch:
         record = Path(scratch) / "soak.json"
-        extra = soak_pytest_args(record, examples, window_examples, dtype)
+        extra = soak_pytest_args(record, examples, window_examples, dtype, targeted)
         run = run_pytest(extra, profile=SOAK_PROFILE, seed=str(seed), xdist=False, timeout=timeout, paths=files)
         soaked = json.loads(record.read_text()) if record.exists() else None
     shown = [a for a in extra if not a.startswith("--soak-record")]
@@ -216,6 +250,7 @@ def run_chunk(
         "examples": examples,
         "window_examples": window_examples,
         "dtype": dtype,
+        "targeted": targeted,
         "files": list(files),
         "torch": torch.__version__,
         "hypothesis": hypothesis.__version__,
@@ -258,6 +293,9 @@ def new_family(name: str) -> dict:
         "failure_count": 0,
         "worst": None,
         "where": None,
+        "targeted_examples": 0,
+        "worst_targeted": None,
+        "where_targeted": None,
         "seconds": 0.0,
         "chunks": set(),
         "commits": {},
@@ -279,6 +317,8 @@ def target(row: dict) -> tuple[bool, str]:
     for name, bucket in row["dtypes"].items():
         key = "float64" if name == "n/a" else name  # a property that draws no dtype runs in float64 (or compares no floats)
         counts[key] = counts.get(key, 0) + bucket["examples"]
+    if not counts:
+        return False, "no sampled examples"
     short = [f"{name} {count:,}" for name, count in sorted(counts.items()) if count < EXAMPLE_TARGET]
     return not short, ", ".join(short) + (f" < {EXAMPLE_TARGET:,}" if short else "")
 
@@ -286,14 +326,16 @@ def target(row: dict) -> tuple[bool, str]:
 def aggregate(chunks: list[dict], command: str = "") -> dict:
     """All chunks into one report: per family counts, dtypes, failures, worst error ÷ tolerance; every failure.
 
-    The same test run twice under the same seed and dtype pin (two chunk files of one seed) draws
-    the same examples: only its run with the most examples counts.
+    The same test run twice under the same seed, dtype pin and mode (two chunk files of one seed) draws
+    the same examples: only its run with the most examples counts. A targeted chunk's examples are
+    counted apart (targeted_examples, worst_targeted): the sampled ones make the target.
     """
-    best: dict[tuple[str, str, str, str], tuple[dict, dict]] = {}
+    best: dict[tuple[str, str, bool, str, str], tuple[dict, dict]] = {}
     duplicates = 0
     for chunk in chunks:
         for test in chunk.get("tests", []):
-            key = (str(chunk.get("seed")), chunk.get("dtype") or "", test["nodeid"], test.get("when", "call"))
+            pin, targeted = chunk.get("dtype") or "", bool(chunk.get("targeted"))
+            key = (str(chunk.get("seed")), pin, targeted, test["nodeid"], test.get("when", "call"))
             if key in best:
                 duplicates += 1
                 if (test.get("soak") or {}).get("examples", 0) <= (best[key][1].get("soak") or {}).get("examples", 0):
@@ -301,7 +343,8 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
             best[key] = (chunk, test)
     families: dict[str, dict] = {}
     failures, others = [], []
-    for (seed, pin, nodeid, _when), (chunk, test) in sorted(best.items(), key=lambda item: (item[0][2], item[0][0], item[0][1])):
+    ordered = sorted(best.items(), key=lambda item: (item[0][3], item[0][0], item[0][1], item[0][2]))
+    for (seed, pin, targeted, nodeid, _when), (chunk, test) in ordered:
         soak = test.get("soak") or {}
         if not soak.get("given"):
             if test.get("outcome") in ("failed", "xpassed"):
@@ -319,26 +362,14 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
         row = families.setdefault(soak["family"], new_family(soak["family"]))
         row["tests"].add(nodeid)
         row["chunks"].add(seed)
-        row["examples"] += soak["examples"]
         row["failing_examples"] += soak["failing_examples"]
         row["failure_count"] += soak["failure_count"]
         row["seconds"] += soak["seconds"]
-        at = row["commits"].setdefault(
-            chunk.get("commit") or "?", {"examples": 0, "worst": None, "first": chunk.get("date") or ""}
-        )
-        at["examples"] += soak["examples"]
-        at["first"] = min(at["first"], chunk.get("date") or "")
-        if worse(soak["worst"], at["worst"]):
-            at["worst"] = soak["worst"]
-        for name, bucket in soak["dtypes"].items():
-            mine = row["dtypes"].setdefault(name, {"examples": 0, "failures": 0, "worst": None})
-            mine["examples"] += bucket["examples"]
-            mine["failures"] += bucket["failures"]
-            if worse(bucket["worst"], mine["worst"]):
-                mine["worst"] = bucket["worst"]
-        if worse(soak["worst"], row["worst"]):
-            row["worst"] = soak["worst"]
-            row["where"] = {"test": nodeid, "seed": seed, "comparison": soak["worst_comparison"], "case": soak["worst_case"]}
+        if targeted:
+            add_targeted(row, soak, nodeid, seed)
+        else:
+            add_sampled(row, soak, nodeid, seed, chunk)
+        reproduce = soak_reproduce(nodeid, seed, soak.get("max_examples"), pin or None, targeted)
         if test.get("outcome") == "failed":
             others.append(
                 {
@@ -347,7 +378,7 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
                     "when": test.get("when", "call"),
                     "outcome": "failed",
                     "message": test.get("message", ""),
-                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples"), pin or None),
+                    "reproduce": reproduce,
                 }
             )
         for failure in soak["failures"]:
@@ -357,7 +388,8 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
                     "test": nodeid,
                     "seed": seed,
                     **failure,
-                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples"), pin or None),
+                    **({"targeted": True} if targeted else {}),
+                    "reproduce": reproduce,
                 }
             )
         kept = len(soak["failures"])
@@ -373,7 +405,7 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
                     "excess": None,
                     "error": "",
                     "message": f"{soak['failure_count'] - kept} more failures not kept (--soak-keep)",
-                    "reproduce": soak_reproduce(nodeid, seed, soak.get("max_examples"), pin or None),
+                    "reproduce": reproduce,
                 }
             )
     rows = []
@@ -390,7 +422,9 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
                     for commit, at in sorted(row["commits"].items(), key=lambda item: (item[1]["first"], item[0]))
                 },
                 "seconds": round(row["seconds"], 3),
-                "examples_per_second": round(row["examples"] / row["seconds"], 2) if row["seconds"] else None,
+                "examples_per_second": (
+                    round((row["examples"] + row["targeted_examples"]) / row["seconds"], 2) if row["seconds"] else None
+                ),
                 "target_met": met,
                 "short_of_target": short,
             }
@@ -409,6 +443,7 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
                     "seed",
                     "examples",
                     "window_examples",
+                    "targeted",
                     "commit",
                     "date",
                     "seconds",
@@ -420,16 +455,49 @@ def aggregate(chunks: list[dict], command: str = "") -> dict:
             for c in chunks
         ],
         "examples": sum(r["examples"] for r in rows),
+        "targeted_examples": sum(r["targeted_examples"] for r in rows),
         "failing_examples": sum(r["failing_examples"] for r in rows),
         "failure_count": sum(r["failure_count"] for r in rows),
         "seconds": round(sum(r["seconds"] for r in rows), 1),
         "chunk_seconds": round(sum(c.get("seconds") or 0 for c in chunks), 1),
         "duplicates_left_out": duplicates,
-        "targets": {"examples_per_dtype": EXAMPLE_TARGET, "windows": WINDOW_TARGET},
+        "targets": {"examples_per_dtype": EXAMPLE_TARGET, "windows": WINDOW_TARGET, "targeted_examples": TARGETED_AIM},
         "families": rows,
         "failures": failures,
         "other_failures": others,
     }
+
+
+def add_sampled(row: dict, soak: dict, nodeid: str, seed: str, chunk: dict) -> None:
+    """Count one sampled test run into its family's row: examples, per dtype, per commit, the worst and where."""
+    row["examples"] += soak["examples"]
+    at = row["commits"].setdefault(chunk.get("commit") or "?", {"examples": 0, "worst": None, "first": chunk.get("date") or ""})
+    at["examples"] += soak["examples"]
+    at["first"] = min(at["first"], chunk.get("date") or "")
+    if worse(soak["worst"], at["worst"]):
+        at["worst"] = soak["worst"]
+    for name, bucket in soak["dtypes"].items():
+        mine = row["dtypes"].setdefault(name, {"examples": 0, "failures": 0, "worst": None})
+        mine["examples"] += bucket["examples"]
+        mine["failures"] += bucket["failures"]
+        if worse(bucket["worst"], mine["worst"]):
+            mine["worst"] = bucket["worst"]
+    if worse(soak["worst"], row["worst"]):
+        row["worst"] = soak["worst"]
+        row["where"] = worst_place(soak, nodeid, seed)
+
+
+def add_targeted(row: dict, soak: dict, nodeid: str, seed: str) -> None:
+    """Count one targeted test run into its family's row: its examples apart, its worst and where."""
+    row["targeted_examples"] += soak["examples"]
+    if worse(soak["worst"], row["worst_targeted"]):
+        row["worst_targeted"] = soak["worst"]
+        row["where_targeted"] = worst_place(soak, nodeid, seed)
+
+
+def worst_place(soak: dict, nodeid: str, seed: str) -> dict:
+    """Where a test run came closest to failing: the test, seed, comparison and case."""
+    return {"test": nodeid, "seed": seed, "comparison": soak["worst_comparison"], "case": soak["worst_case"]}
 
 
 def seed_order(seed) -> tuple:
@@ -470,12 +538,18 @@ def render_soak_markdown(report: dict, list_limit: int = 50) -> str:
             if report["failure_count"] != report["failing_examples"]
             else ""
         )
+        + (
+            f" and **{report['targeted_examples']:,} targeted examples** (`--targeted`)"
+            if report.get("targeted_examples")
+            else ""
+        )
         + f" in {report['seconds']:,.0f} s inside the soaked tests ({report.get('chunk_seconds', 0):,.0f} s of chunk wall time).",
         "",
         f"Command: `{report['command']}`" if report["command"] else "",
         "",
-        "| family | tests | examples | per dtype | false failures | worst error ÷ tolerance | examples/s | target |",
-        "|---|---|---|---|---|---|---|---|",
+        "| family | tests | examples | per dtype | false failures | worst error ÷ tolerance, sampled | targeted examples "
+        "| worst, targeted | examples/s | target |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["families"]:
         dtypes = " · ".join(f"{name} {bucket['examples']:,}" for name, bucket in sorted(row["dtypes"].items()))
@@ -483,25 +557,28 @@ def render_soak_markdown(report: dict, list_limit: int = 50) -> str:
         failures = f"**{row['failing_examples']:,}**" if row["failing_examples"] else "0"
         rate = "—" if row["examples_per_second"] is None else f"{row['examples_per_second']:.1f}"
         goal = "✓" if row["target_met"] else f"✗ ({row['short_of_target']})"
+        targeted = f"{row.get('targeted_examples', 0):,}" if row.get("targeted_examples") else "—"
         lines.append(
             f"| {row['family']} | {row['tests']} | {examples} | {dtypes} | {failures} | "
-            f"{number(row['worst'])} | {rate} | {goal} |"
+            f"{number(row['worst'])} | {targeted} | {number(row.get('worst_targeted'))} | {rate} | {goal} |"
         )
     lines += [
         "",
         f"*error ÷ tolerance*: max |actual − expected| / (atol + rtol·|expected|) over every comparison of an "
         f"example that passed (1 is the tolerance). *target*: ≥ {EXAMPLE_TARGET:,} examples per dtype (n/a: the "
         f"property draws no dtype and runs in float64, so it counts as float64), "
-        f"≥ {WINDOW_TARGET:,} windows for distributed (one example is one window).",
+        f"≥ {WINDOW_TARGET:,} windows for distributed (one example is one window), counted over the sampled "
+        f"examples. *Targeted*: chunks run with `--targeted`, where Hypothesis' target phase climbs toward the "
+        f"bound each comparison reports its error ÷ tolerance as (aim: ≥ {TARGETED_AIM:,} targeted examples per family).",
     ]
-    closest = [r for r in report["families"] if r["where"]]
+    closest = [(r, mode) for r in report["families"] for mode in ("", "_targeted") if r.get(f"where{mode}")]
     if closest:
         lines += ["", "## Closest to failing", ""]
-        for row in closest:
-            where = row["where"]
+        for row, mode in closest:
+            where = row[f"where{mode}"]
             lines.append(
-                f"- **{row['family']}** {number(row['worst'])}: {where['comparison']} in "
-                f"`{where['test'].split('::')[-1]}` (seed {where['seed']}); {cut(where['case'], 300)}"
+                f"- **{row['family']}**{' (targeted)' if mode else ''} {number(row[f'worst{mode}'])}: {where['comparison']} "
+                f"in `{where['test'].split('::')[-1]}` (seed {where['seed']}); {cut(where['case'], 300)}"
             )
     if any(len(row.get("commits") or {}) > 1 for row in report["families"]):
         lines += [
@@ -534,6 +611,7 @@ def render_soak_markdown(report: dict, list_limit: int = 50) -> str:
             lines.append(f"- `{failure['test']}` (seed {failure['seed']}): {failure['message']}")
             continue
         what = f" [{failure['property']}]" if failure.get("property") else ""
+        what += " (targeted)" if failure.get("targeted") else ""
         first = (failure.get("message") or "").splitlines()[:1]
         lines += [
             f"- **{failure['family']}**{what} `{failure['test'].split('::')[-1]}`, seed {failure['seed']}, "
@@ -573,9 +651,13 @@ def soak(args, command: str, progress: Callable[[str], None]) -> int:
         examples = args.examples
         window_examples = args.distributed_examples or max(1, examples // 10)
         seeds = range(args.start, args.start + args.chunks)
-        todo = [s for s in seeds if args.fresh or not chunk_path(directory, s, names, args.dtype).exists()]
+
+        def path(seed: int) -> Path:
+            return chunk_path(directory, seed, names, args.dtype, args.targeted)
+
+        todo = [s for s in seeds if args.fresh or not path(s).exists()]
         for seed in sorted(set(seeds) - set(todo)):
-            progress(f"chunk {seed}: already in {chunk_path(directory, seed, names, args.dtype)}, skipped (--fresh redoes it)")
+            progress(f"chunk {seed}: already in {path(seed)}, skipped (--fresh redoes it)")
 
         def one(seed: int) -> dict:
             chunk = run_chunk(
@@ -585,12 +667,12 @@ def soak(args, command: str, progress: Callable[[str], None]) -> int:
                 window_examples=window_examples,
                 timeout=args.timeout or 24 * 3600,
                 dtype=args.dtype,
+                targeted=args.targeted,
             )
             chunk["invocation"] = command
             if chunk["status"] == "ok":
-                path = chunk_path(directory, seed, names, args.dtype)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(chunk, indent=1) + "\n")
+                path(seed).parent.mkdir(parents=True, exist_ok=True)
+                path(seed).write_text(json.dumps(chunk, indent=1) + "\n")
             given = [t["soak"] for t in chunk["tests"] if (t.get("soak") or {}).get("given")]
             progress(
                 f"chunk {seed}: {chunk['status']}, {sum(g['examples'] for g in given):,} examples, "
@@ -637,6 +719,11 @@ def parser() -> argparse.ArgumentParser:
         "--dtype",
         choices=("float32", "float16", "bfloat16"),
         help="strategies that may draw low precision draw only this dtype (chunk files get -DTYPE)",
+    )
+    soak_group.add_argument(
+        "--targeted",
+        action="store_true",
+        help="add Hypothesis' target phase, climbing toward each bound (chunk files get -targeted; counted apart)",
     )
     soak_group.add_argument("--fresh", action="store_true", help="run seeds (or chunks) again even when their file exists")
     soak_group.add_argument("--render", action="store_true", help="only aggregate the chunk files already there")

@@ -8,20 +8,28 @@ Load it with `-p tools.soak_plugin`. Its options:
   --soak-record PATH           write the per-test records as JSON to PATH at the end of the session
                                (by the xdist controller, from the reports the workers send back)
   --soak-keep N                keep at most N failure records per test (default 1000; all are counted)
+  --soak-targeted              add Hypothesis' target phase, and run each example inside
+                               properties.compare.targeting(test name): it reports the example's largest
+                               error ÷ tolerance as a target, so Hypothesis climbs toward the bound
   --soak-dtype NAME            every `properties.strategies.dtypes()` that may draw low precision draws only
                                NAME (float32, float16 or bfloat16): a per-dtype target met without the
                                float64 examples (DTYPE_CONSTANTS too, such as the tutorial loop's
                                float64/float32 draw); tests that draw no dtype run as usual
 
-Each @given test runs with Hypothesis only generating (phases explicit and generate, no
-database, no deadline, not derandomized, every health check suppressed) and its body
+The soak's settings are a Hypothesis profile, registered over the one --hypothesis-profile loads and
+loaded before the test modules are imported, so every @given test takes them: only generating
+(phases explicit and generate, and target with --soak-targeted), no database, no deadline, not
+derandomized, every health check suppressed. A family with its own count has its modules imported
+under a profile of that count. A test that sets a value itself keeps it (one whose max_examples is
+a share of the profile's, `properties.profiles.examples`, draws that share of the soak's). Its body
 (`test.hypothesis.inner_test`, wrapped as tools.audit_plugin wraps it to count examples)
 runs each example inside `properties.compare.observing`, so every comparison reports its
 error ÷ tolerance. An example that raises (an AssertionError, or any other exception but
 Hypothesis' own control flow and pytest's skip) is recorded — test, drawn arguments, the message's
-first lines, the error ÷ tolerance of the failing comparison — and not re-raised, so the test goes
+first lines, the error ÷ tolerance of the failing comparison (the `.ratio` of the
+properties.compare.ComparisonError behind it) — and not re-raised, so the test goes
 on to its next example and passes. An AssertionError carrying `by_property`, a list of
-(property, message), is recorded once per property (tools/soak_recipes.py raises one).
+(property, error), is recorded once per property (tools/soak_recipes.py raises one).
 Examples Hypothesis rejects (assume, filters) are not counted. Per test the record keeps the
 examples run, the failures, the worst error ÷ tolerance over passing examples (which comparison,
 which example) and examples, failures and worst per dtype (the dtype of a drawn Case, of the case
@@ -33,6 +41,7 @@ Tests without @given run once, as usual, and are recorded with their outcome onl
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -43,7 +52,7 @@ from typing import Any, Callable, Optional
 import pytest
 
 from tools import audit_plugin
-from tools.audit_plugin import _is_data_object, is_control_flow, margins_in, ratio_to_json
+from tools.audit_plugin import comparison_failures, is_control_flow, is_data_object, margin_of, ratio_to_json
 from tools.bench import family as family_of_nodeid
 
 RECORD_KEY = "soak"
@@ -103,9 +112,11 @@ def example_dtype(values: list[Any]) -> str:
     return "float64" if any(clearly_float64(v) for v in values) else NOT_KNOWN
 
 
-def parse_excess(message: str) -> Optional[float]:
-    """The largest 'error ÷ tolerance = X' line of a failure message (audit_plugin.margins_in reads them), or None."""
-    values = [value for value, _ in margins_in(message)]
+def failure_excess(error: Any) -> Optional[float]:
+    """The largest error ÷ tolerance (`.ratio`) of the comparison failures behind an exception, or None (structural)."""
+    if not isinstance(error, BaseException):
+        return None
+    values = [margin_of(c) for c in comparison_failures(error) if c.ratio is not None]
     return max(values) if values else None
 
 
@@ -145,6 +156,7 @@ class SoakStats:
     nodeid: str
     given: tuple[str, ...] = ()
     keep: int = 1000
+    label: str = ""
     examples: int = 0
     failing_examples: int = 0
     failure_count: int = 0
@@ -162,25 +174,26 @@ class SoakStats:
             if name not in kwargs:
                 continue
             value = kwargs[name]
-            if _is_data_object(value):
+            if is_data_object(value):
                 for label, item in drawn:
                     parts.append(f"{label}={short_repr(item)}")
                     values.append(item)
             else:
                 parts.append(f"{name}={short_repr(value)}")
                 values.append(value)
-        others = [v for k, v in kwargs.items() if k not in self.given and not _is_data_object(v)]
+        others = [v for k, v in kwargs.items() if k not in self.given and not is_data_object(v)]
         return "; ".join(parts), values + others
 
     def __call__(self, *args, **kwargs):
-        """Run one example inside compare.observing; record a failure instead of raising it."""
-        from properties.compare import observing
+        """Run one example inside compare.observing (and, targeted, compare.targeting); record a failure instead of raising it."""
+        from properties.compare import observing, targeting
 
         drawn: list[tuple[str, Any]] = []
-        kwargs = {k: self._recording(v, drawn) if _is_data_object(v) else v for k, v in kwargs.items()}
+        kwargs = {k: self._recording(v, drawn) if is_data_object(v) else v for k, v in kwargs.items()}
         observed: list[tuple[str, float]] = []
+        target = targeting(self.label) if self.label else contextlib.nullcontext()
         try:
-            with observing(lambda name, excess, tolerance: observed.append((name, excess))):
+            with observing(lambda name, excess, tolerance: observed.append((name, excess))), target:
                 result = self.inner(*args, **kwargs)
         except BaseException as error:
             if not is_recorded_failure(error):
@@ -209,8 +222,8 @@ class SoakStats:
     def drawn_values(self, kwargs: dict, drawn: list[tuple[str, Any]]) -> list[Any]:
         """What to look for the example's dtype in: the given arguments, what `data` drew, then the other arguments."""
         values = [item for _, item in drawn]
-        values += [v for k, v in kwargs.items() if k in self.given and not _is_data_object(v)]
-        return values + [v for k, v in kwargs.items() if k not in self.given and not _is_data_object(v)]
+        values += [v for k, v in kwargs.items() if k in self.given and not is_data_object(v)]
+        return values + [v for k, v in kwargs.items() if k not in self.given and not is_data_object(v)]
 
     def passed(self, kwargs: dict, drawn: list, observed: list[tuple[str, float]]) -> None:
         bucket = self.bucket(example_dtype(self.drawn_values(kwargs, drawn)))
@@ -233,12 +246,13 @@ class SoakStats:
         bucket["examples"] += 1
         bucket["failures"] += 1
         over = [(n, e) for n, e in observed if not (e <= 1)]
-        by_property = getattr(error, "by_property", None) or [(None, self.message(error))]
-        for prop, message in by_property:
+        by_property = getattr(error, "by_property", None) or [(None, error)]
+        for prop, cause in by_property:
             self.failure_count += 1
             if len(self.failures) >= self.keep:
                 continue
-            excess = parse_excess(message)
+            message = self.message(cause) if isinstance(cause, BaseException) else str(cause)
+            excess = failure_excess(cause)
             if excess is None and over:
                 excess = over[-1][1]
             record = {
@@ -294,6 +308,11 @@ def pytest_addoption(parser):
         choices=DTYPE_NAMES[1:],
         metavar="NAME",
         help="low-precision dtype draws only this dtype: " + ", ".join(DTYPE_NAMES[1:]),
+    )
+    group.addoption(
+        "--soak-targeted",
+        action="store_true",
+        help="add Hypothesis' target phase: it climbs toward the bound each comparison's error ÷ tolerance reports",
     )
     group.addoption("--soak-record", metavar="PATH", default=None, help="write the per-test records as JSON to PATH")
     group.addoption(
@@ -381,28 +400,53 @@ def unpin_dtype() -> None:
         setattr(sys.modules[module_name], attribute, constant)
 
 
+SOAK_PROFILE = "soak"
+_PROFILE_BEFORE = pytest.StashKey[str]()
+
+
 def pytest_unconfigure(config):
-    """Leave the strategies as they were."""
+    """Leave the strategies and the loaded Hypothesis profile as they were."""
     if config.getoption("soak_dtype", default=None):
         unpin_dtype()
+    if _PROFILE_BEFORE in config.stash:
+        from hypothesis import settings
+
+        settings.load_profile(config.stash[_PROFILE_BEFORE])
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_configure(config):
-    """Pin the low-precision dtype if asked; register the collector on the controller (it records, writes and prints a summary)."""
+    """Load the soak's Hypothesis profile (after the one --hypothesis-profile names), pin the low-precision dtype if
+    asked, and register the collector on the controller (it records, writes and prints a summary)."""
+    from hypothesis import settings
+
+    config.stash[_PROFILE_BEFORE] = settings.get_current_profile_name()
+    load_soak_profile(config, config.getoption("soak_examples"))
     if config.getoption("soak_dtype", default=None):
         pin_dtype(config.getoption("soak_dtype"))
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Collector(config), "soak-collector")
 
 
-def soak_settings(parent, max_examples: int):
-    """The parent settings, only generating, no database, no deadline, not derandomized, no health check."""
+def load_soak_profile(config, max_examples: Optional[int], name: str = SOAK_PROFILE) -> None:
+    """Register and load the soak's settings over the profile loaded before the soak's (max_examples: its, when None)."""
+    from hypothesis import settings
+
+    parent = settings.get_profile(config.stash[_PROFILE_BEFORE])
+    targeted = bool(config.getoption("soak_targeted", default=False))
+    settings.register_profile(name, soak_settings(parent, max_examples or parent.max_examples, targeted))
+    settings.load_profile(name)
+
+
+def soak_settings(parent, max_examples: int, targeted: bool = False):
+    """The parent settings, only generating (and, targeted, climbing toward the bound), no database, no deadline,
+    not derandomized, no health check."""
     from hypothesis import HealthCheck, Phase, settings
 
     return settings(
         parent,
         max_examples=max_examples,
-        phases=[Phase.explicit, Phase.generate],
+        phases=[Phase.explicit, Phase.generate, *([Phase.target] if targeted else [])],
         database=None,
         deadline=None,
         derandomize=False,
@@ -411,8 +455,40 @@ def soak_settings(parent, max_examples: int):
 
 
 @pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """Import a module of a family with its own --soak-examples-for count under a profile of that count.
+
+    Hypothesis binds a test's settings when its module is imported (@given takes the loaded profile,
+    @settings(...) falls back to it), so each family's tests get their count without being touched.
+    """
+    count = (
+        family_examples(collector.config).get(family_of_nodeid(collector.nodeid))
+        if isinstance(collector, pytest.Module)
+        else None
+    )
+    if not count:
+        yield
+        return
+    load_soak_profile(collector.config, count, f"{SOAK_PROFILE}-{count}")
+    try:
+        yield
+    finally:
+        from hypothesis import settings
+
+        settings.load_profile(SOAK_PROFILE)
+
+
+def given_names(function: Callable, inner: Callable) -> tuple[str, ...]:
+    """The arguments @given draws: the body's parameters that the decorated test's own signature no longer has."""
+    import inspect
+
+    outer = set(inspect.signature(function).parameters)
+    return tuple(name for name in inspect.signature(inner).parameters if name not in outer)
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
-    """Run a @given test under the soak settings with its body wrapped; restore both afterwards."""
+    """Run a @given test's examples through SoakStats (its body, `test.hypothesis.inner_test`, wrapped); restore it after."""
     function = getattr(item, "obj", None)
     handle = getattr(function, "hypothesis", None)
     if handle is None:
@@ -421,13 +497,10 @@ def pytest_runtest_call(item):
     from hypothesis import settings
 
     family = family_of(item)
-    saved = getattr(function, "_hypothesis_internal_use_settings", None) or settings.default
-    count = family_examples(item.config).get(family) or item.config.getoption("soak_examples") or saved.max_examples
+    count = family_examples(item.config).get(family) or item.config.getoption("soak_examples") or settings.default.max_examples
     original = handle.inner_test
-    stats = SoakStats(
-        original, item.nodeid, tuple(getattr(handle, "_given_kwargs", {}) or ()), keep=item.config.getoption("soak_keep")
-    )
-    function._hypothesis_internal_use_settings = soak_settings(saved, count)
+    label = item.originalname if item.config.getoption("soak_targeted") else ""
+    stats = SoakStats(original, item.nodeid, given_names(function, original), item.config.getoption("soak_keep"), label)
     handle.inner_test = functools.wraps(original)(lambda *args, **kwargs: stats(*args, **kwargs))
     start = time.perf_counter()
     try:
@@ -435,7 +508,6 @@ def pytest_runtest_call(item):
     finally:
         stats.seconds = time.perf_counter() - start
         handle.inner_test = original
-        function._hypothesis_internal_use_settings = saved
         item.stash[_STATS] = stats
         item.stash[_FAMILY_EXAMPLES] = (family, count)
 
@@ -484,6 +556,7 @@ class Collector(audit_plugin.Recorder):
             "examples": self.config.getoption("soak_examples"),
             "examples_for": family_examples(self.config),
             "dtype": self.config.getoption("soak_dtype"),
+            "targeted": bool(self.config.getoption("soak_targeted")),
             "exitstatus": int(exitstatus),
             "tests": self.records,
         }

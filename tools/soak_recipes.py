@@ -6,8 +6,9 @@ each option set is one @given test run for many examples. The option sets are th
 options the audit runs CORRECT_RECIPE with as its control (none, and each set a bundled wrong loop
 needs: clip_norm=0.1, scheduler, scaler) plus dtype="float32". Every drawn example runs every
 property that applies (properties.recipes.checks.failing), not only up to the first that fails:
-the AssertionError raised for a failing example carries `by_property`, so the plugin records each
-failing property on its own.
+the AssertionError raised for a failing example carries `by_property`, (property name, the
+AssertionError its check raised), so the plugin records each failing property on its own, with the
+error ÷ tolerance of a numeric comparison failure read from the error itself.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ NEEDS_SCALER = pytest.mark.skipif(not scaler_supported(), reason="no CPU torch.a
 
 
 class PropertiesFail(AssertionError):
-    """Some recipe properties fail on one example: `by_property` lists (property name, message) for each."""
+    """Some recipe properties fail on one example: `by_property` lists (property name, its AssertionError) for each."""
 
-    def __init__(self, example, by_property: list[tuple[str, str]]):
+    def __init__(self, example, by_property: list[tuple[str, AssertionError]]):
         self.by_property = by_property
         lines = [f"{len(by_property)} recipe propert{'y' if len(by_property) == 1 else 'ies'} fail on {example!r}"]
-        lines += [f"[{name}] {message}" for name, message in by_property]
+        lines += [f"[{name}] {error}" for name, error in by_property]
         super().__init__("\n".join(lines))
 
 
@@ -52,4 +53,4 @@ def test_the_correct_recipe_satisfies_every_applicable_recipe_property(option_se
     example = data.draw(EXAMPLES[option_set], label="example")
     found = failing(Observation(CORRECT_RECIPE, example))
     if found:
-        raise PropertiesFail(example, [(prop.name, message) for prop, message in found])
+        raise PropertiesFail(example, [(prop.name, error) for prop, error in found])

@@ -27,7 +27,7 @@ from properties.models import ModelSpec
 from properties.recipes.causes import likely_causes, vector
 from properties.recipes.checks import failing
 from properties.recipes.errors import RecipeError
-from properties.recipes.search import failure_message
+from properties.recipes.search import comparison_of, failure_message
 from properties.threads import one_thread
 
 DEFAULT_EXAMPLES = 30
@@ -204,6 +204,7 @@ class Search:
             configuration=self.configuration,
             deviation=verdict.deviation,
             ratios=verdict.ratios,
+            comparison=comparison_of(failures[0][1]),
         )
         if observation.run.error is not None:
             error.__cause__ = observation.run.error

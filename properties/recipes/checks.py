@@ -298,13 +298,13 @@ PROPERTIES = (
 BY_NAME = {prop.name: prop for prop in PROPERTIES}
 
 
-def failing(observation: Observation, properties=PROPERTIES) -> list[tuple[RecipeProperty, str]]:
-    """(property, message) for every applicable property that fails on this observation, in order."""
+def failing(observation: Observation, properties=PROPERTIES) -> list[tuple[RecipeProperty, AssertionError]]:
+    """(property, the AssertionError its check raised) for every applicable property that fails on this observation, in order."""
     result = []
     for prop in properties:
         if prop.applies(observation.example):
             try:
                 prop.check(observation)
             except AssertionError as error:
-                result.append((prop, str(error)))
+                result.append((prop, error))
     return result

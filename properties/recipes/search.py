@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from hypothesis import HealthCheck, Phase, errors, find, settings
 
+from properties.compare import ComparisonError
 from properties.recipes.causes import likely_causes
 from properties.recipes.checks import PROPERTIES, RecipeProperty, failing
 from properties.recipes.contract import check_contract, recipe_name
@@ -41,11 +42,11 @@ def indent(text: str, prefix: str = "    ") -> str:
 
 def failure_message(recipe: Callable, observation: Observation, failures: list, causes: list[str], heading: str = "") -> str:
     """What failed, on which example, by how much, and the likely cause."""
-    prop, message = failures[0]
+    prop, error = failures[0]
     lines = [
         f"{recipe_name(recipe)} fails: {prop.sentence}",
         f"  {heading or 'example'}: {observation.example!r}",
-        "  " + indent(message, "  "),
+        "  " + indent(str(error), "  "),
     ]
     lines += [f"  likely cause: {cause}" for cause in causes[:1]]
     lines += [f"  also: {cause}" for cause in causes[1:]]
@@ -54,11 +55,22 @@ def failure_message(recipe: Callable, observation: Observation, failures: list, 
     return "\n".join(lines)
 
 
+def comparison_of(error: AssertionError) -> Optional[ComparisonError]:
+    """The numeric comparison failure a property's check raised, or None (a structural failure)."""
+    return error if isinstance(error, ComparisonError) else None
+
+
 def error_for(recipe: Callable, observation: Observation, failures: list, heading: str = "", tail: str = "") -> RecipeError:
     """The RecipeError for these failures of `recipe` on the observed example."""
     causes = likely_causes(observation)
     message = failure_message(recipe, observation, failures, causes, heading) + tail
-    error = RecipeError(message, property=failures[0][0].name, example=observation.example, causes=tuple(causes))
+    error = RecipeError(
+        message,
+        property=failures[0][0].name,
+        example=observation.example,
+        causes=tuple(causes),
+        comparison=comparison_of(failures[0][1]),
+    )
     if observation.run.error is not None:
         error.__cause__ = observation.run.error
     return error
@@ -161,6 +173,7 @@ def check_every_property(recipe: Callable, options: RecipeOptions) -> RecipeRepo
             example=first.example,
             causes=first.causes,
             others=others,
+            comparison=first.comparison,
         )
     raise first
 

@@ -15,13 +15,13 @@ pytest_plugins = ["pytester"]
 FAKE_PROPERTIES = """
 import torch
 from hypothesis import assume, given, strategies as st
-from properties.compare import Tolerance, assert_tensor_close
+from properties.compare import ComparisonError, Tolerance, assert_tensor_close
 
 
 class Failures(AssertionError):
     def __init__(self, by_property):
         self.by_property = by_property
-        super().__init__("; ".join(m for _, m in by_property))
+        super().__init__("; ".join(str(e) for _, e in by_property))
 
 
 @given(x=st.integers(0, 99), dtype=st.sampled_from([torch.float64, torch.float32]))
@@ -35,7 +35,8 @@ def test_within_a_tolerance_below_50(x, dtype):
 def test_two_properties_fail_on_large_n(data):
     n = data.draw(st.integers(0, 9), label="n")
     if n > 7:
-        raise Failures([("first", f"first fails at {n}"), ("second", "error ÷ tolerance = 3.5")])
+        second = ComparisonError("second differs", parameter="w", ratio=3.5, tolerance=Tolerance(0.0, 1.0, "made up"))
+        raise Failures([("first", AssertionError(f"first fails at {n}")), ("second", second)])
 
 
 def test_not_soaked():
@@ -268,8 +269,10 @@ def test_seeds_sort_as_numbers():
 def test_the_soak_report_has_a_row_per_family_and_lists_each_failure_with_its_case_and_reproduce_command():
     text = reliability.render_soak_markdown(reliability.aggregate(CHUNKS, "python -m tools.reliability --soak"))
     assert "**2,700 examples, 2 false failures**" in text
-    assert "| a | 2 | 300 | float32 90 · float64 210 | **2** | 0.75 | 100.0 | ✗ (float32 90, float64 210 < 20,000) |" in text
-    assert "| distributed | 1 | 2,400 windows | float64 2,400 | 0 | 0.2 | 1200.0 | ✓ |" in text
+    assert (
+        "| a | 2 | 300 | float32 90 · float64 210 | **2** | 0.75 | — | — | 100.0 | ✗ (float32 90, float64 210 < 20,000) |" in text
+    )
+    assert "| distributed | 1 | 2,400 windows | float64 2,400 | 0 | 0.2 | — | — | 1200.0 | ✓ |" in text
     assert "  - case: Linear(1→1), float64, seed 9" in text and "error ÷ tolerance 2.5" in text
     assert "reproduce: `pytest -p tools.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1`" in text
     assert "`tests/test_a.py::plain` (call, seed 1): plain broke" in text
@@ -280,8 +283,10 @@ def test_the_soak_report_has_a_row_per_family_and_lists_each_failure_with_its_ca
 def test_a_saved_chunk_is_skipped_the_others_run_and_every_chunk_file_is_aggregated(tmp_path, monkeypatch, capsys):
     ran = []
 
-    def run_chunk(seed, files, *, examples, window_examples, timeout, dtype=None):
-        ran.append((seed, tuple(files), examples, window_examples) + ((dtype,) if dtype else ()))
+    def run_chunk(seed, files, *, examples, window_examples, timeout, dtype=None, targeted=False):
+        ran.append(
+            (seed, tuple(files), examples, window_examples) + ((dtype,) if dtype else ()) + (("targeted",) if targeted else ())
+        )
         return chunk(seed, [soaked("tests/test_tutorial.py::t", "tutorial", examples, {"n/a": examples})])
 
     monkeypatch.setattr(reliability, "run_chunk", run_chunk)
@@ -299,8 +304,63 @@ def test_a_saved_chunk_is_skipped_the_others_run_and_every_chunk_file_is_aggrega
     assert reliability.main([*argv, "--dtype", "float16"]) == 0, "a dtype pin is a chunk of its own"
     assert ran[1:] == [(5, ("tests/test_tutorial.py",), 30, 3, "float16"), (6, ("tests/test_tutorial.py",), 30, 3, "float16")]
     assert (tmp_path / "soak" / "chunk-6-tutorial-float16.json").exists()
+    assert reliability.main([*argv, "--targeted"]) == 0, "a targeted chunk is a chunk of its own"
+    assert ran[3:] == [(5, ("tests/test_tutorial.py",), 30, 3, "targeted"), (6, ("tests/test_tutorial.py",), 30, 3, "targeted")]
+    assert (tmp_path / "soak" / "chunk-6-tutorial-targeted.json").exists()
     with pytest.raises(SystemExit, match="unknown family"):
         reliability.main(["--soak", "--families", "no_such_family", "--output", str(tmp_path)])
+
+
+def targeted(chunk_record):
+    return {**chunk_record, "targeted": True}
+
+
+TARGETED = [
+    targeted(chunk(1, [soaked("tests/test_a.py::t1", "a", 400, {"float64": 400}, worst=0.9)])),
+    targeted(chunk(2, [soaked("tests/test_a.py::t2", "a", 50, {"float64": 50}, worst=0.4, failures=[failure(7, 1.25)])])),
+]
+
+
+def test_targeted_chunks_count_apart_with_their_own_worst_and_the_same_seed_is_not_a_duplicate():
+    report = reliability.aggregate([*CHUNKS, *TARGETED])
+    rows = {row["family"]: row for row in report["families"]}
+    a = rows["a"]
+    assert a["examples"] == 300 and a["targeted_examples"] == 450, "targeted examples do not count toward the target"
+    assert a["worst"] == 0.75 and a["worst_targeted"] == 0.9
+    assert a["where_targeted"]["test"] == "tests/test_a.py::t1" and a["where_targeted"]["seed"] == "1"
+    assert report["duplicates_left_out"] == 1, "a targeted run under a sampled run's seed draws other examples"
+    assert a["failing_examples"] == 3 and report["targeted_examples"] == 450
+    (found,) = [f for f in report["failures"] if f.get("targeted")]
+    assert (
+        found["reproduce"]
+        == "pytest -p tools.soak_plugin --soak-examples=100 --soak-targeted 'tests/test_a.py::t2' --hypothesis-seed=2"
+    )
+    assert rows["distributed"]["targeted_examples"] == 0 and rows["distributed"]["worst_targeted"] is None
+    only = {r["family"]: r for r in reliability.aggregate(TARGETED)["families"]}["a"]
+    assert (only["target_met"], only["short_of_target"]) == (False, "no sampled examples")
+
+
+def test_the_soak_report_puts_each_familys_sampled_and_targeted_worst_side_by_side():
+    text = reliability.render_soak_markdown(reliability.aggregate([*CHUNKS, *TARGETED]))
+    assert "| worst error ÷ tolerance, sampled | targeted examples | worst, targeted |" in text
+    assert "| a | 2 | 300 | float32 90 · float64 210 | **3** | 0.75 | 450 | 0.9 | 150.0 |" in text
+    assert "| distributed | 1 | 2,400 windows | float64 2,400 | 0 | 0.2 | — | — |" in text
+    assert "and **450 targeted examples** (`--targeted`)" in text
+    assert "- **a** (targeted) 0.9: grad of 'w' in `t1` (seed 1)" in text
+    assert "- **a** (targeted) `t2`, seed 2, example 7" in text
+
+
+def test_a_targeted_chunk_runs_the_plugin_with_its_target_phase_and_files_apart(tmp_path):
+    args = reliability.soak_pytest_args(tmp_path / "r.json", 30, 3, targeted=True)
+    assert "--soak-targeted" in args and "--soak-targeted" not in reliability.soak_pytest_args(tmp_path / "r.json", 30, 3)
+    assert reliability.chunk_path(tmp_path, 4, ["a"], "float16", targeted=True).name == "chunk-4-a-float16-targeted.json"
+
+
+def test_a_long_family_list_names_its_chunk_file_by_a_digest_that_fits_a_file_name(tmp_path):
+    many = sorted(reliability.soak_files())
+    name = reliability.chunk_path(tmp_path, 0, many, targeted=True).name
+    assert name.startswith(f"chunk-0-{len(many)}-families-") and name.endswith("-targeted.json") and len(name) < 100
+    assert name != reliability.chunk_path(tmp_path, 0, many[1:], targeted=True).name
 
 
 def test_the_soak_runs_the_property_modules_and_the_recipe_soak_but_no_tooling_tests():
@@ -326,3 +386,56 @@ def test_a_finished_seed_is_kept_and_a_later_run_resumes_with_the_others(tmp_pat
     text = (tmp_path / "reliability.md").read_text()
     assert "**3/3 seeds passed**" in text and "--seeds 3 --start 4" in text
     assert reliability.main([*argv, "--fresh"]) == 0 and sorted(ran[3:]) == [4, 5]
+
+
+TARGETED_PROPERTY = """
+from hypothesis import Phase, given, settings, strategies as st
+
+
+@given(x=st.integers(0, 9))
+def test_runs_with_the_target_phase(x):
+    assert Phase.target in settings.default.phases
+"""
+
+
+def test_the_plugin_adds_the_target_phase_only_when_asked_and_records_the_mode(pytester):
+    pytester.makepyfile(test_targeted=TARGETED_PROPERTY)
+    record = pytester.path / "soak.json"
+    targeted = pytester.runpytest_inprocess(
+        "-p", "tools.soak_plugin", "--soak-targeted", "--soak-examples=5", f"--soak-record={record}", "-p", "no:cacheprovider"
+    )
+    targeted.stdout.fnmatch_lines(["*test_runs_with_the_target_phase: * examples, 0 failing*"])
+    assert json.loads(record.read_text())["targeted"] is True
+    sampled = pytester.runpytest_inprocess("-p", "tools.soak_plugin", "--soak-examples=5", "-p", "no:cacheprovider")
+    sampled.stdout.fnmatch_lines(["*test_runs_with_the_target_phase: * examples, 5 failing*"])
+
+
+def test_targeting_reports_each_examples_largest_finite_ratio_once_and_nothing_outside_a_test(monkeypatch):
+    import hypothesis
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from properties.compare import Tolerance, assert_tensor_close, targeting
+
+    reported = []
+    monkeypatch.setattr(hypothesis, "target", lambda value, *, label: reported.append((label, value)))
+
+    def compare(difference):
+        assert_tensor_close(torch.tensor([1.0 + difference]), torch.tensor([1.0]), name="x", tolerance=Tolerance(0.0, 1.0, "r"))
+
+    largest = []
+
+    @settings(max_examples=5, database=None, derandomize=True)
+    @given(n=st.integers(1, 4))
+    def prop(n):
+        largest.append((n - 1) / 8)
+        with targeting("prop"):
+            for k in range(n):
+                compare(k / 8)
+
+    prop()
+    assert largest and reported == [("prop", value) for value in largest], "one report per example: its largest ratio"
+    reported.clear()
+    with targeting("plain"):
+        compare(0.5)
+    assert reported == [], "outside a Hypothesis test nothing is reported"

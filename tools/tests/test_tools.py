@@ -5,7 +5,7 @@ import os
 import types
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import UnsatisfiedAssumption
 
@@ -304,11 +304,28 @@ def test_the_summary_plugin_writes_torch_profile_seed_and_counts(pytester):
 
 
 def test_examples_until_failure_counts_the_examples_hypothesis_ran_and_skips_the_rejected_ones():
-    statuses = ["valid", "invalid", "valid", "overrun", "interesting", "valid", "interesting"]
-    statistics = {"generate-phase": {"test-cases": [{"status": s} for s in statuses]}}
-    assert audit_plugin.examples_until_failure(statistics) == (5, 3)
-    assert audit_plugin.examples_until_failure({"generate-phase": {"test-cases": [{"status": "valid"}]}}) == (1, None)
-    assert audit_plugin.examples_until_failure({"generate-phase": "unexpected"}) == (0, None)
+    statuses = ["passed", "gave_up", "passed", "gave_up", "failed", "passed", "failed"]
+    assert audit_plugin.examples_until_failure([("generate", s) for s in statuses]) == (5, 3)
+    assert audit_plugin.examples_until_failure([("explicit", "failed"), ("generate", "passed")]) == (1, None)
+    assert audit_plugin.examples_until_failure([("generate", "passed"), ("target", "failed"), ("shrink", "failed")]) == (2, 2)
+
+
+def test_the_audits_subprocesses_observe_without_tracing_every_line_before_python_3_12():
+    import sys
+
+    environment = audit.pytest_environment()
+    assert ("HYPOTHESIS_EXPERIMENTAL_OBSERVABILITY_NOCOVER" in environment) == (sys.version_info < (3, 12))
+    assert environment["PATH"] == os.environ["PATH"]
+
+
+def test_a_search_inside_a_test_body_is_counted_from_hypothesis_observations():
+    from hypothesis import find
+
+    counter = audit_plugin.ExampleCounter(None)
+    with audit_plugin.observations_into(counter):
+        find(st.integers(0, 1000), lambda n: n >= 0, settings=settings(database=None, phases=[Phase.generate]))
+        find(st.integers(0, 1000), lambda n: n >= 0, settings=settings(database=None, phases=[Phase.generate]))
+    assert (counter.runs, counter.calls, counter.first_failure) == (2, 2, 1), "each find stops at its first example"
 
 
 def test_recipe_options_become_the_plugins_recipe_flags():
@@ -333,29 +350,39 @@ def comparison_failure(actual, expected, tolerance, **kwargs) -> AssertionError:
     return caught.value
 
 
-def test_the_error_over_tolerance_line_is_read_from_a_comparison_failure_and_bitwise_is_told_apart():
-    from properties.compare import EXACT, Tolerance
+def test_the_error_over_tolerance_is_read_from_a_comparison_failures_fields_and_bitwise_is_told_apart():
+    from properties.compare import EXACT, ComparisonError, Tolerance
 
     loose = comparison_failure([1.0, 2.0], [1.0, 2.5], Tolerance(1e-3, 1e-3, "test"))
-    ((ratio, bitwise),) = audit_plugin.margins_in(str(loose))
-    assert ratio == pytest.approx(0.5 / (1e-3 + 1e-3 * 2.5), rel=1e-2) and not bitwise
-    assert audit_plugin.failure_margin(loose) == {"error_over_tolerance": ratio, "bitwise": False}
+    assert isinstance(loose, ComparisonError) and loose.parameter == ".grad of 'w'" and not loose.bitwise
+    assert loose.ratio == pytest.approx(0.5 / (1e-3 + 1e-3 * 2.5))
+    assert audit_plugin.failure_margin(loose) == {"error_over_tolerance": loose.ratio, "bitwise": False}
     exact = comparison_failure([1.0], [1.5], EXACT)
     assert audit_plugin.failure_margin(exact) == {"error_over_tolerance": "inf", "bitwise": True}
     structural = AssertionError(".grad of 'w': expected a tensor (max |value| 1.5), got None; case: []")
     assert audit_plugin.failure_margin(structural) == {"error_over_tolerance": None, "bitwise": False}
     quoted = AssertionError(f"assert 'x' in {str(loose)!r}")  # a message quoted by a failed assert, newlines escaped
     assert audit_plugin.failure_margin(quoted)["error_over_tolerance"] is None
-    within = AssertionError("w: (1,) float64 differs\n  tolerance: atol=1, rtol=0 (r)\n  error ÷ tolerance = 0.5")
+    within = ComparisonError("w: float64 differs", parameter="w", ratio=0.5, tolerance=Tolerance(0.0, 1.0, "r"))
     assert audit_plugin.failure_margin(within)["error_over_tolerance"] is None, "a ratio ≤ 1 is no numeric failure"
+    shapes = comparison_failure([1.0, 2.0], [1.0], Tolerance(1e-3, 1e-3, "test"))
+    assert shapes.ratio is None and audit_plugin.failure_margin(shapes)["error_over_tolerance"] is None
 
 
 def test_the_margin_is_found_inside_a_recipe_failure_a_group_of_failures_and_an_explicit_cause():
     from properties.compare import Tolerance
+    from properties.recipes import RecipeError
 
     inner = comparison_failure([1.0], [2.0], Tolerance(rtol=0.01, atol=0.0, reason="test"))
-    indented = "recipe fails: the parameters\n  example: ...\n  " + str(inner).replace("\n", "\n    ")
-    assert audit_plugin.failure_margin(pytest.fail.Exception(indented, pytrace=False))["error_over_tolerance"] == 50
+    recipe = RecipeError("recipe fails: the parameters", property="parameters", comparison=inner)
+    assert audit_plugin.failure_margin(recipe)["error_over_tolerance"] == pytest.approx(50)
+    failed = pytest.fail.Exception(str(recipe), pytrace=False)
+    failed.__cause__ = recipe  # as `pytest --recipe` raises it
+    assert audit_plugin.failure_margin(failed)["error_over_tolerance"] == pytest.approx(50)
+    both = RecipeError("2 recipe properties fail", others=(RecipeError("steps"), recipe))
+    assert audit_plugin.failure_margin(both)["error_over_tolerance"] == pytest.approx(50)
+    text_only = pytest.fail.Exception("recipe fails\n  " + str(inner), pytrace=False)
+    assert audit_plugin.failure_margin(text_only)["error_over_tolerance"] is None, "figures are not read from text"
     bigger = comparison_failure([1.0], [3.0], Tolerance(rtol=0.01, atol=0.0, reason="test"))
     try:
         group_type = ExceptionGroup
@@ -365,7 +392,7 @@ def test_the_margin_is_found_inside_a_recipe_failure_a_group_of_failures_and_an_
     assert audit_plugin.failure_margin(group)["error_over_tolerance"] == pytest.approx(2 / 0.03, rel=1e-2)
     wrapped = RuntimeError("while checking")
     wrapped.__cause__ = inner
-    assert audit_plugin.failure_margin(wrapped)["error_over_tolerance"] == 50
+    assert audit_plugin.failure_margin(wrapped)["error_over_tolerance"] == pytest.approx(50)
     implicit = RuntimeError("while handling an expected failure")
     implicit.__context__ = inner
     assert audit_plugin.failure_margin(implicit)["error_over_tolerance"] is None
@@ -409,9 +436,10 @@ def test_a_faults_margin_is_its_strongest_catch_and_faults_close_to_the_bound_ar
 
 MARGIN_TESTS = """
 import pytest
+from properties.compare import ComparisonError, Tolerance
 
 def test_numeric():
-    raise AssertionError("w: (1,) float64 differs\\n  tolerance: atol=0, rtol=0.01 (r)\\n  error ÷ tolerance = 50")
+    raise ComparisonError("w: (1,) float64 differs", parameter="w", ratio=50.0, tolerance=Tolerance(0.01, 0.0, "r"))
 
 def test_structural():
     assert None is not None, ".grad of 'w' is None"
