@@ -213,3 +213,28 @@ def test_pytest_recipe_with_a_model_loss_and_data_gives_the_same_verdicts_from_t
     assert right.returncode == 0, right.stdout[-3000:] + right.stderr[-2000:]
     assert wrong.returncode == 1, wrong.stdout[-3000:] + wrong.stderr[-2000:]
     assert "FAILED" in wrong.stdout and "cⱼ / c_window" in wrong.stdout
+
+
+def test_the_trainer_runs_an_unmodified_llama_with_its_own_loss_and_steps_like_one_full_batch_step_per_window():
+    from properties.frameworks import check_trainer
+
+    result = check_trainer(model=tiny_llama, max_examples=EXAMPLES)
+    assert result.failure is None and result.deviation is None and result.examples >= EXAMPLES
+
+
+def test_the_trainer_on_an_unmodified_gpt2_miscounts_num_items_in_batch_as_registered():
+    from properties.frameworks import KnownDeviation, check_trainer
+    from properties.frameworks.deviations import TRANSFORMERS_UNSHIFTED_COUNT
+
+    if not TRANSFORMERS_UNSHIFTED_COUNT.affects(transformers.__version__):
+        pytest.skip(f"transformers {transformers.__version__}: {TRANSFORMERS_UNSHIFTED_COUNT.name} is not registered for it")
+    with pytest.raises(KnownDeviation) as deviation:
+        check_trainer(model=tiny_gpt2, max_examples=EXAMPLES)
+    assert deviation.value.deviation is TRANSFORMERS_UNSHIFTED_COUNT and "unshifted" in str(deviation.value)
+
+
+def test_check_trainer_refuses_data_or_a_loss_without_a_model():
+    from properties.frameworks import check_trainer
+
+    with pytest.raises(InvalidArgument, match="pass model="):
+        check_trainer(data=causal_lm_sequences())

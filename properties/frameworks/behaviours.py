@@ -26,12 +26,13 @@ from properties.recipes.observation import Observation
 
 @dataclass(frozen=True)
 class Behaviour:
-    """Which windows are stepped (micro-batch indices over the whole run) and the factor on each batch's mean-loss gradient."""
+    """Which windows are stepped (micro-batch indices over the whole run) and the factor on batch j's mean-loss gradient
+    in its window: weight(example, window, j)."""
 
     name: str
     description: str
     windows: Callable[[FrameworkCase], list[range]]
-    weight: Callable[[FrameworkCase, range], float]
+    weight: Callable[[FrameworkCase, range, int], float]
 
 
 def per_epoch(example: FrameworkCase) -> list[range]:
@@ -45,27 +46,45 @@ def across_epochs(example: FrameworkCase) -> list[range]:
     return [range(start, start + example.k) for start in range(0, count - example.k + 1, example.k)]
 
 
+def unshifted_labels(y: torch.Tensor) -> int:
+    """Labels ≠ -100 at every position, position 0 included (what a count that forgets the causal shift counts)."""
+    return int((y != -100).sum())
+
+
+def over_unshifted_count(example: FrameworkCase, window: range, j: int) -> float:
+    """cⱼ / u_window: batch j's Σ CE over its shifted counted labels divided by the window's unshifted label count."""
+    batches = example.micro_batches()
+    unshifted = sum(unshifted_labels(batches[i][1]) for i in window)
+    return example.loss.counted(batches[j][1]) / unshifted
+
+
 BEHAVIOURS = {
     behaviour.name: behaviour
     for behaviour in (
-        Behaviour("means ÷ k", "each batch's mean-loss gradient × 1/k", per_epoch, lambda example, window: 1 / example.k),
+        Behaviour("means ÷ k", "each batch's mean-loss gradient × 1/k", per_epoch, lambda example, window, j: 1 / example.k),
         Behaviour(
             "means ÷ window batches",
             "each batch's mean-loss gradient × 1/(batches in its window)",
             per_epoch,
-            lambda example, window: 1 / len(window),
+            lambda example, window, j: 1 / len(window),
         ),
         Behaviour(
             "windows across epochs, means ÷ k",
             "windows of k batches across epoch ends, each batch's mean-loss gradient × 1/k",
             across_epochs,
-            lambda example, window: 1 / example.k,
+            lambda example, window, j: 1 / example.k,
+        ),
+        Behaviour(
+            "Σ CE ÷ unshifted count",
+            "each batch's Σ CE over its shifted labels ÷ the window's count of labels ≠ -100 unshifted (one more per row)",
+            per_epoch,
+            over_unshifted_count,
         ),
     )
 }
 
 
-def same_direction_and_size(actual: G.GradMap, predicted: G.GradMap, example: FrameworkCase, rows: int) -> bool:
+def same_direction_and_size(actual: G.GradMap, predicted: G.GradMap, example: FrameworkCase, rows: int, precision=None) -> bool:
     """actual ≈ predicted: 1× it, with a relative residual within the likely-cause tolerance (both zero counts too)."""
     names = [name for name, g in predicted.items() if g is not None]
     a, p = vector(actual, names, predicted), vector(predicted, names, predicted)
@@ -74,7 +93,7 @@ def same_direction_and_size(actual: G.GradMap, predicted: G.GradMap, example: Fr
         return False
     if float(p.norm()) == 0.0:
         return float(a.norm()) == 0.0
-    rtol = min(1e-2, 64 * rows * widest(example) * unit_roundoff(example.case.dtype))
+    rtol = min(1e-2, 64 * rows * widest(example) * unit_roundoff(precision or example.case.dtype))
     return near(fit(a, p, rtol), 1.0, rtol)
 
 
@@ -94,8 +113,10 @@ def unexplained(observation: Observation, behaviour: Behaviour) -> str | None:
         return f"the steps came after rows {run.step_rows}; {behaviour.name!r} steps after rows {predicted_rows}"
     probe = observation.probe
     for i, (step, window) in enumerate(zip(run.steps, windows), start=1):
-        factor = behaviour.weight(example, window)
-        parts = [scaled(probe.gradient(step.params, bounds[j], bounds[j + 1]), factor) for j in window]
-        if not same_direction_and_size(step.grads, G.combine(parts), example, bounds[window.stop] - bounds[window.start]):
+        parts = [
+            scaled(probe.gradient(step.params, bounds[j], bounds[j + 1]), behaviour.weight(example, window, j)) for j in window
+        ]
+        rows = bounds[window.stop] - bounds[window.start]
+        if not same_direction_and_size(step.grads, G.combine(parts), example, rows, run.precision):
             return f"step {i}'s gradient is not {behaviour.description}"
     return None

@@ -13,21 +13,24 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Callable, Optional
 
 import torch
+from hypothesis import assume
 from hypothesis import strategies as st
 
 from properties.case import Case, dtype_name
 from properties.models import ModelSpec
-from properties.recipes.examples import RecipeCase
+from properties.recipes import batches
+from properties.recipes.examples import RecipeCase, counts_every_window
 from properties.recipes.full_batch import full_batch_steps
 from properties.recipes.hyperparameters import OptimizerChoice
-from properties.recipes.losses import token_cross_entropy
+from properties.recipes.losses import RecipeLoss, token_cross_entropy
 from properties.recipes.observation import Observation
 from properties.recipes.options import MODEL_KINDS
 from properties.recipes.tokens import PAD, TokenModelFactory, padded
 from properties.recipes.trace import Run, observe
-from properties.recipes.user_case import UserCase
+from properties.recipes.user_case import UserCase, check_dataset, check_forward
 from properties.strategies import model_specs, seeds
 
 TOKEN_MODEL = TokenModelFactory(vocab=8, width=4)
@@ -76,6 +79,14 @@ class FrameworkCase(RecipeCase):
         sizes = dataloader_sizes(len(lengths), batch_size) * epochs
         case = UserCase(TOKEN_MODEL, data, sizes, TOKEN_LOSS, torch.float64, seed)
         return cls(case, k, SGD, loss=TOKEN_LOSS, rows_per_epoch=len(lengths), batch_size=batch_size, epochs=epochs, call=call)
+
+    @classmethod
+    def of_user(cls, setup: "UserSetup", data, batch_size: int, k: int, epochs: int = 1, seed: int = 0, call: str = ""):
+        """The user's model and loss on `data` (x, y), cut by a DataLoader into batches of `batch_size`."""
+        rows = batches.rows(data[0])
+        sizes = dataloader_sizes(rows, batch_size) * epochs
+        case = UserCase(setup.factory, data, sizes, setup.loss, setup.dtype, seed, output=setup.output)
+        return cls(case, k, SGD, loss=setup.loss, rows_per_epoch=rows, batch_size=batch_size, epochs=epochs, call=call)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -127,11 +138,12 @@ class FrameworkCase(RecipeCase):
             for window in self.all_windows[: len(self.all_windows) // self.epochs]
         )
         tokens = isinstance(self.case, UserCase)
+        lengths = tokens and self.case.factory is TOKEN_MODEL
         counted = f" holding {self.epoch.counts()} counted tokens" if tokens else ""
         parts = [
             self.call or f"batch_size={self.batch_size}, k={self.k}, epochs={self.epochs}",
             f"dataset of {self.rows_per_epoch} {'sequence' if tokens else 'row'}{'s' if self.rows_per_epoch != 1 else ''}"
-            + (f" of lengths {self.lengths}" if tokens else "")
+            + (f" of lengths {self.lengths}" if lengths else "")
             + f" → batches {sizes}{counted}, windows [{windows}]"
             + (f" in each of {self.epochs} epochs" if self.epochs > 1 else ""),
             f"model {self.case.model if tokens else repr(self.case.model)}, "
@@ -215,8 +227,41 @@ def token_framework_cases(
     return draw()
 
 
+@dataclass(frozen=True, eq=False)
+class UserSetup:
+    """The user's model factory, loss (a RecipeLoss), data (a strategy of datasets (x, y)), output reader and dtype;
+    `edge_data(lengths)`, when given, builds the dataset of the measured edge set-ups."""
+
+    factory: Callable
+    loss: RecipeLoss
+    data: st.SearchStrategy
+    output: Optional[Callable] = None
+    dtype: torch.dtype = torch.float64
+    edge_data: Optional[Callable] = None
+
+
+def user_framework_cases(
+    describe, setup: UserSetup, *, max_batch_size: int = 3, max_k: int = 3, max_epochs: int = 2
+) -> st.SearchStrategy[FrameworkCase]:
+    """A dataset drawn from the user's data, B, k, epochs, seed; no window counting zero items; the model's forward checked."""
+
+    @st.composite
+    def draw(draw_) -> FrameworkCase:
+        data = check_dataset(draw_(setup.data))
+        batch_size, k = draw_(st.integers(1, max_batch_size)), draw_(st.integers(1, max_k))
+        epochs, seed = draw_(st.integers(1, max_epochs)), draw_(seeds())
+        example = FrameworkCase.of_user(setup, data, batch_size, k, epochs, seed)
+        assume(counts_every_window(example.epoch.micro_batches(), setup.loss, k))
+        check_forward(example.case)
+        return with_call(example, describe)
+
+    return draw()
+
+
 def cases_for(configuration) -> st.SearchStrategy[FrameworkCase]:
-    """The examples a configuration is checked on: token sequences for token data, the suite's rows otherwise."""
+    """The examples a configuration is checked on: the user's data, token sequences for token data, the suite's rows."""
+    if configuration.user is not None:
+        return user_framework_cases(configuration.call, configuration.user)
     if configuration.data == "tokens":
         return token_framework_cases(configuration.call)
     return framework_cases(configuration.call)

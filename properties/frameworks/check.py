@@ -117,7 +117,11 @@ def step_ratios(observation: FrameworkObservation) -> tuple[float, ...]:
 
 
 def edge_example(configuration: Configuration, rows: int, batch_size: int, k: int) -> FrameworkCase:
-    """N rows in batches of B, k a window, one epoch, seed 0: Linear(3→1) rows, or token sequences of EDGE_LENGTHS."""
+    """N rows in batches of B, k a window, one epoch, seed 0: Linear(3→1) rows, token sequences of EDGE_LENGTHS, or the
+    user's set-up's edge data of EDGE_LENGTHS (each at least 2, so that a causal LM counts a token in every row)."""
+    if configuration.user is not None:
+        lengths = tuple(max(2, n) for n in EDGE_LENGTHS[:rows])
+        return FrameworkCase.of_user(configuration.user, configuration.user.edge_data(lengths), batch_size, k)
     if configuration.data == "tokens":
         return FrameworkCase.of_tokens(EDGE_LENGTHS[:rows], batch_size, k)
     return FrameworkCase.of(EDGE_MODEL, rows, batch_size, k)
@@ -160,6 +164,9 @@ class Search:
     def edge_examples(self) -> list[FrameworkCase]:
         """The measured set-ups with a short last batch or window, on Linear(3→1) (token data: sequences of EDGE_LENGTHS),
         float64, seed 0, one epoch."""
+        user = self.configuration.user
+        if user is not None and user.edge_data is None:
+            return []
         return [with_call(edge_example(self.configuration, *setup), self.configuration.call) for setup in EDGE_SETUPS]
 
     def find(self, outcome: str, max_examples: int, shrink: bool) -> Optional[FrameworkCase]:

@@ -60,8 +60,9 @@ class Configuration:
     `call(example)` states that set-up in the framework's own terms; `documented` says what the
     framework documents for it and `source` where; `hints(observation)` adds likely causes in the
     framework's terms to a failure. `data` is what the checker draws for it: "rows" (the suite's models
-    on regression rows, loss = MSE) or "tokens" (padded token sequences with ignore_index labels, a
-    token model, loss = cross-entropy over the counted tokens).
+    on regression rows, loss = MSE), "tokens" (padded token sequences with ignore_index labels, a
+    token model, loss = cross-entropy over the counted tokens) or "model" (the user's model, loss and
+    data, `user`: a cases.UserSetup, the model handed to the framework as it is).
     """
 
     framework: Framework
@@ -73,6 +74,7 @@ class Configuration:
     source: str
     hints: Optional[Callable] = field(default=None, compare=False)
     data: str = "rows"
+    user: Optional[object] = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -109,8 +111,10 @@ class FrameworkRun:
             raise ValueError(
                 f"{self!r} is bound to {example!r}, not to these {len(micro_batches)} micro-batches and k={accumulation_steps}"
             )
+        from properties.recipes import batches
+
         epoch = micro_batches[: len(example.epoch_sizes)]
-        dataset = (torch.cat([x for x, _ in epoch]), torch.cat([y for _, y in epoch]))
+        dataset = (batches.cat([x for x, _ in epoch]), torch.cat([y for _, y in epoch]))
         with isolated() as isolation:
             self.configuration.run(example, model, optimizer, dataset, loss_fn, isolation.directory)
 

@@ -133,7 +133,36 @@ ACCELERATE_NO_DATALOADER_SYNC = Deviation(
     kind="documented",
 )
 
-DEVIATIONS = (LIGHTNING_PARTIAL_WINDOW, TRANSFORMERS_MEAN_LOSS, ACCELERATE_DIVIDES_BY_K, ACCELERATE_NO_DATALOADER_SYNC)
+TRANSFORMERS_UNSHIFTED_COUNT = Deviation(
+    name="num_items_in_batch counts unshifted labels for a causal LM whose loss_type is None (GPT2LMHeadModel)",
+    framework="transformers",
+    since="5.24.0",
+    fixed=None,
+    configurations=("num-items:no-loss-type",),
+    properties=("gradients", "parameters"),
+    behaviour="Σ CE ÷ unshifted count",
+    what=(
+        "the Trainer counts num_items_in_batch over labels[..., 1:] only when LOSS_MAPPING[model.loss_type] is "
+        "ForCausalLMLoss; GPT2LMHeadModel's loss_type is None (set from its class name, which names no loss), and its "
+        "loss_function falls back to ForCausalLMLoss, which shifts. The window's Σ CE over shifted labels is divided "
+        "by the count of unshifted ones, one too many per row: each step's gradient is (shifted ÷ unshifted count)× "
+        "the window's mean-loss gradient, whatever k (0.5× for one sequence of two tokens)"
+    ),
+    source=(
+        "transformers trainer.py: Trainer._get_num_items_in_batch and _loss_shifts_labels; modeling_utils.py: "
+        "PreTrainedModel.loss_type and loss_function; the shift was added for the causal LMs whose loss_type names "
+        "ForCausalLM by https://github.com/huggingface/transformers/pull/46204. Earliest version checked here: 5.24.0"
+    ),
+    kind="found by this suite",
+)
+
+DEVIATIONS = (
+    LIGHTNING_PARTIAL_WINDOW,
+    TRANSFORMERS_MEAN_LOSS,
+    TRANSFORMERS_UNSHIFTED_COUNT,
+    ACCELERATE_DIVIDES_BY_K,
+    ACCELERATE_NO_DATALOADER_SYNC,
+)
 
 
 def registered(framework: str, configuration: str, version: Optional[str]) -> Optional[Deviation]:

@@ -15,9 +15,11 @@ weight decay or clipping (max_grad_norm=0), sequential sampling, no logging, sav
 from __future__ import annotations
 
 import torch
+from hypothesis.errors import InvalidArgument
 from torch import nn
 
 from properties.frameworks.configuration import FRAMEWORKS, Configuration
+from properties.frameworks.hf_models import TinyGPT2, TinyLlama
 
 FRAMEWORK = FRAMEWORKS["transformers"]
 DOCS = "https://huggingface.co/docs/transformers/en/grad_accumulation"
@@ -106,6 +108,19 @@ def summed_over_items(outputs, labels, num_items_in_batch=None):
     return nn.functional.mse_loss(outputs, labels, reduction="sum") / num_items_in_batch
 
 
+class LabelledInputs(torch.utils.data.Dataset):
+    """A dataset as a Hugging Face model takes it: row i is {"input_ids": x[i], "labels": y[i]}, or a mapping x's keys."""
+
+    def __init__(self, x, y: torch.Tensor):
+        self.x, self.y = x if isinstance(x, dict) else {"input_ids": x}, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**{key: value[i] for key, value in self.x.items()}, "labels": self.y[i]}
+
+
 class Rows(torch.utils.data.Dataset):
     """The dataset as the Trainer reads it: row i is {"x": x[i], "labels": y[i]}."""
 
@@ -159,6 +174,18 @@ def loss_path(model_class, compute_loss_func, trainer_class) -> str:
     return "num-items" if takes_loss_kwargs(model_class) else "mean-loss"
 
 
+NO_LOSS_TYPE = ":no-loss-type"
+"""Added to the loss path of a Hugging Face model whose loss_type is None: the Trainer then counts unshifted labels."""
+
+
+def user_loss_path(setup) -> str:
+    """The Trainer's loss path for the model the user's factory builds (built once, torch's generator given back)."""
+    with torch.random.fork_rng(devices=[]):
+        model = setup.factory()
+    untyped = hasattr(model, "loss_type") and model.loss_type is None
+    return loss_path(type(model), None, None) + (NO_LOSS_TYPE if untyped else "")
+
+
 def trainer(
     model_class=ItemCountRegressor,
     *,
@@ -166,14 +193,19 @@ def trainer(
     trainer_class=None,
     compute_loss_func=None,
     data: str = "rows",
+    user=None,
+    key: str | None = None,
     **training_arguments,
 ) -> Configuration:
-    """A Trainer configuration: `model_class(module)` (or the model plus a compute_loss_func), TrainingArguments options.
+    """A Trainer configuration: `model_class(module)` (or the model plus a compute_loss_func), TrainingArguments options;
+    with `user` (a cases.UserSetup) the user's model itself, its own loss path, on the user's data.
 
     The key deviations are registered under is the Trainer's loss path for this model (see loss_path);
     data="tokens" checks it on padded token sequences (the model's loss a token cross-entropy).
     """
-    key = loss_path(model_class, compute_loss_func, trainer_class)
+    if user is not None:
+        data, key = "model", key or user_loss_path(user)
+    key = key or loss_path(model_class, compute_loss_func, trainer_class)
 
     def run(example, model, optimizer, dataset, loss_fn, directory):
         from transformers import Trainer, TrainingArguments
@@ -188,16 +220,17 @@ def trainer(
         )
         extra = {} if compute_loss_func is None else {"compute_loss_func": compute_loss_func}
         cls = trainer_class or Trainer
-        cls(model=model_class(model), args=args, train_dataset=Rows(*dataset), optimizers=(optimizer, None), **extra).train()
+        trained, rows = (model, LabelledInputs(*dataset)) if user is not None else (model_class(model), Rows(*dataset))
+        cls(model=trained, args=args, train_dataset=rows, optimizers=(optimizer, None), **extra).train()
 
-    shown = getattr(model_class, "__name__", repr(model_class))
+    shown = repr(user.factory) if user is not None else getattr(model_class, "__name__", repr(model_class))
     loss = f", compute_loss_func={compute_loss_func.__name__}" if compute_loss_func is not None else ""
     options = "".join(f", {k}={v!r}" for k, v in training_arguments.items())
     trainer_name = getattr(trainer_class, "__name__", "Trainer")
 
     def call(example) -> str:
         return (
-            f"{trainer_name}(model={shown}(model), args=TrainingArguments(per_device_train_batch_size={example.batch_size}, "
+            f"{trainer_name}(model={shown if user is not None else shown + '(model)'}, args=TrainingArguments(per_device_train_batch_size={example.batch_size}, "
             f"gradient_accumulation_steps={example.k}, num_train_epochs={example.epochs}{options}){loss}).train()"
         )
 
@@ -213,7 +246,18 @@ def trainer(
         ),
         source=DOCS,
         data=data,
+        user=user,
     )
+
+
+def real_causal_lm(factory, key: str, name: str) -> Configuration:
+    """A tiny Hugging Face causal LM, untouched, under the Trainer with its own loss, on causal-LM sequences."""
+    from properties.frameworks.cases import UserSetup
+    from properties.frameworks.hf_models import causal_lm_data, causal_lm_edge_data
+    from properties.recipes.losses import causal_lm_cross_entropy
+
+    setup = UserSetup(factory, causal_lm_cross_entropy(), causal_lm_data(), edge_data=causal_lm_edge_data)
+    return trainer(user=setup, key=key, name=name)
 
 
 CONFIGURATIONS = (
@@ -235,16 +279,67 @@ CONFIGURATIONS = (
         data="tokens",
         name="Trainer, padded tokens, model's loss = per-batch mean token CE (accepts_loss_kwargs = False)",
     ),
+    real_causal_lm(
+        TinyGPT2(), "num-items" + NO_LOSS_TYPE, "Trainer, GPT-2 from config, its own causal-LM loss (num_items_in_batch)"
+    ),
+    real_causal_lm(TinyLlama(), "num-items", "Trainer, Llama from config, its own causal-LM loss (num_items_in_batch)"),
+    real_causal_lm(
+        TinyGPT2(mean_loss=True), "mean-loss", "Trainer, GPT-2 from config, per-batch mean loss (accepts_loss_kwargs = False)"
+    ),
 )
 
 
-def check_trainer(model_class=ItemCountRegressor, *, max_examples: int = 30, **options):
-    """Check a model class (`model_class(module)`; forward(x, labels, …) → {"loss": …}) under the transformers Trainer.
+def check_trainer(
+    model_class=ItemCountRegressor,
+    *,
+    model=None,
+    data=None,
+    loss=None,
+    output=None,
+    dtype: str = "float64",
+    max_examples: int = 30,
+    **options,
+):
+    """Check a model class (`model_class(module)`; forward(x, labels, …) → {"loss": …}) under the transformers Trainer, or
+    with model= a factory of your own model (a Hugging Face model as it is) trained with its own loss path.
 
-    Options: trainer_class, compute_loss_func, and TrainingArguments. Raises FrameworkError with the
-    shrunk counterexample, or KnownDeviation when only a registered transformers deviation fails.
+    With model=: data= a dataset (x, labels) or a strategy of them (x a tensor, passed as input_ids, or a mapping of
+    keyword → tensor), loss= the loss the model computes as a RecipeLoss (default: causal_lm_cross_entropy() for a
+    causal LM); the default data for a causal LM is causal_lm_sequences() over its vocabulary. Options: trainer_class,
+    compute_loss_func, and TrainingArguments. Raises FrameworkError with the shrunk counterexample, or KnownDeviation
+    when only a registered transformers deviation fails.
     """
     __tracebackhide__ = True
     from properties.frameworks.check import check_framework
 
+    if model is not None:
+        options["user"] = user_setup(model, data, loss, output, dtype)
+    elif (data, loss, output) != (None, None, None):
+        raise InvalidArgument("data=, loss= and output= describe your model: pass model= a factory of it too")
     return check_framework(trainer(model_class, **options), max_examples=max_examples)
+
+
+def user_setup(factory, data, loss, output, dtype: str):
+    """The UserSetup for check_trainer(model=…): defaults for a causal LM, everything checked up front."""
+    from properties.frameworks.cases import UserSetup
+    from properties.recipes.examples import DTYPES
+    from properties.recipes.losses import as_recipe_loss, causal_lm_cross_entropy
+    from properties.recipes.tokens import causal_lm_sequences
+    from properties.recipes.user_case import check_factory
+    from properties.strategies import as_strategy
+
+    check_factory(factory)
+    if dtype not in DTYPES:
+        raise InvalidArgument(f"dtype={dtype!r} must be one of {tuple(DTYPES)}")
+    with torch.random.fork_rng(devices=[]):
+        built = factory()
+    causal = getattr(built, "loss_type", None) in ("ForCausalLM", None) and hasattr(built, "loss_function")
+    if loss is None and not causal:
+        raise InvalidArgument(f"loss= is needed for {type(built).__name__}: the RecipeLoss its own loss computes")
+    if data is None:
+        vocab = getattr(getattr(built, "config", None), "vocab_size", None)
+        if not causal or vocab is None:
+            raise InvalidArgument(f"data= is needed for {type(built).__name__}: a dataset (x, labels) or a strategy of them")
+        data = causal_lm_sequences(vocab=vocab)
+    recipe_loss = causal_lm_cross_entropy() if loss is None else as_recipe_loss(loss)
+    return UserSetup(factory, recipe_loss, as_strategy(data), output, DTYPES[dtype])

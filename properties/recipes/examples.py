@@ -156,6 +156,12 @@ class RecipeCase:
         printer.text(repr(self))
 
 
+def counts_every_window(micro_batches: list, loss: RecipeLoss, k: int) -> bool:
+    """Whether every window of k consecutive micro-batches counts at least one item (a mean over none is undefined)."""
+    counts = [loss.counted(y) for _, y in micro_batches]
+    return all(sum(counts[start : start + k]) for start in range(0, len(counts), k))
+
+
 def recipe_cases(options: RecipeOptions = RecipeOptions()) -> st.SearchStrategy[RecipeCase]:
     """Models, unequal micro-batch sizes (1 included), k (n a multiple of k or not), an optimizer, 1 … max_epochs epochs,
     extras from options; the user's model factory, loss and dataset when options name them."""
@@ -184,9 +190,7 @@ def recipe_cases(options: RecipeOptions = RecipeOptions()) -> st.SearchStrategy[
     def draw_example(draw) -> RecipeCase:
         case, loss = draw(case_strategy)
         k, optimizer, non_finite = draw(ks), draw(optimizers), ()
-        if loss is not MSE:
-            counts = [loss.counted(y) for _, y in case.micro_batches()]
-            assume(all(sum(counts[start : start + k]) for start in range(0, len(counts), k)))  # no mean over zero items
+        assume(loss is MSE or counts_every_window(case.micro_batches(), loss, k))
         if options.scaler and (isinstance(case, Case) or case.full_batch()[1].is_floating_point()):
             non_finite = tuple(sorted(draw(st.sets(st.integers(0, len(case.sizes) - 1), max_size=2))))
         return RecipeCase(
