@@ -16,7 +16,6 @@ from properties import causal_lm_cross_entropy, causal_lm_sequences, check_recip
 from properties.recipes import RecipeError
 
 transformers = pytest.importorskip("transformers", reason="the real models need transformers (the frameworks extra)")
-transformers.logging.set_verbosity_error()
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_DROPOUT = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)

@@ -1,0 +1,43 @@
+"""Negative controls: the real-model property rejects Hugging Face loops that weigh micro-batches wrongly, on every family."""
+
+import pytest
+
+from properties.recipes import RecipeError, check_recipe
+from properties.recipes.tokens import causal_lm_sequences
+
+pytestmark = pytest.mark.meta
+pytest.importorskip("transformers", reason="the real models need transformers (the frameworks extra)")
+
+from properties.frameworks.hf_models import FAMILIES, HFModel  # noqa: E402
+
+
+def means_over_k(model, optimizer, micro_batches, loss_fn, accumulation_steps):
+    """Wrong: each micro-batch's own mean loss ÷ k, the model's loss as Hugging Face computes it without num_items_in_batch."""
+    for start in range(0, len(micro_batches), accumulation_steps):
+        for x, y in micro_batches[start : start + accumulation_steps]:
+            (model(input_ids=x, labels=y).loss / accumulation_steps).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def weights_by_rows(model, optimizer, micro_batches, loss_fn, accumulation_steps):
+    """Wrong on padded tokens: each micro-batch's mean weighted by its rows mⱼ/n, not its counted tokens."""
+    for start in range(0, len(micro_batches), accumulation_steps):
+        window = micro_batches[start : start + accumulation_steps]
+        rows = sum(len(x) for x, _ in window)
+        for x, y in window:
+            (model(input_ids=x, labels=y).loss * (len(x) / rows)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+CONTROLS = [(means_over_k, "divided by k", family) for family in FAMILIES] + [(weights_by_rows, "weighted by its rows", "gpt2")]
+"""÷ k on every family; the rows weighting (which takes longer to shrink to unequal token counts) on one."""
+
+
+@pytest.mark.parametrize("loop, cause, family", CONTROLS, ids=lambda value: getattr(value, "__name__", value))
+def test_the_real_model_property_rejects_a_loop_that_weighs_micro_batches_wrongly(family, loop, cause):
+    model = HFModel(family)
+    with pytest.raises(RecipeError, match="each step uses the mean-loss gradient") as failure:
+        check_recipe(loop, model=model, loss=model.loss(), data=causal_lm_sequences(vocab=model.vocab), max_examples=8)
+    assert cause in str(failure.value), str(failure.value)
