@@ -237,3 +237,15 @@ def test_check_trainer_refuses_data_or_a_loss_without_a_model():
 
     with pytest.raises(InvalidArgument, match="pass model="):
         check_trainer(data=causal_lm_sequences())
+
+
+@pytest.mark.parametrize("framework", ["accelerate", "pytorch-lightning"])
+def test_accelerate_and_lightning_run_an_unmodified_llama_and_show_their_registered_per_batch_mean_deviation(framework):
+    from properties.frameworks import KnownDeviation, check_accelerate, check_lightning, missing
+
+    if missing(framework):
+        pytest.skip(missing(framework))
+    check = check_accelerate if framework == "accelerate" else check_lightning
+    with pytest.raises(KnownDeviation) as deviation:
+        check(model=tiny_llama, max_examples=EXAMPLES)
+    assert deviation.value.deviation.framework == framework and deviation.value.deviation.behaviour == "means ÷ k"

@@ -10,6 +10,7 @@ optimizer and loss; Accelerate's global state is fresh for every run and put bac
 
 from __future__ import annotations
 
+from properties.frameworks.cases import LabelledInputs, user_setup
 from properties.frameworks.configuration import FRAMEWORKS, Configuration
 
 FRAMEWORK = FRAMEWORKS["accelerate"]
@@ -24,6 +25,18 @@ def accumulate_as_documented(accelerator, model, optimizer, dataloader, loss_fn,
             with accelerator.accumulate(model):
                 loss = loss_fn(model(inputs), targets)
                 accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+
+
+def accumulate_hugging_face_way(accelerator, model, optimizer, dataloader, loss_fn, epochs):
+    """The usage guide's loop for a Hugging Face model: each batch a dict, `model(**batch).loss` (the batch's mean) through
+    accelerator.backward inside accumulate()."""
+    model, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
+    for _ in range(epochs):
+        for batch in dataloader:
+            with accelerator.accumulate(model):
+                accelerator.backward(model(**batch).loss)
                 optimizer.step()
                 optimizer.zero_grad()
 
@@ -100,13 +113,19 @@ def setting_key(plugin: dict | None) -> str:
 
 
 def accelerate(
-    loop=accumulate_as_documented, *, name: str | None = None, plugin: dict | None = None, **accelerator_kwargs
+    loop=accumulate_as_documented,
+    *,
+    name: str | None = None,
+    plugin: dict | None = None,
+    user=None,
+    **accelerator_kwargs,
 ) -> Configuration:
     """An Accelerate configuration: `loop(accelerator, model, optimizer, dataloader, loss_fn, epochs)` and how k is set.
 
     plugin=None: Accelerator(gradient_accumulation_steps=k); plugin={...}: Accelerator(gradient_accumulation_plugin=
     GradientAccumulationPlugin(num_steps=k, **plugin)). The key deviations are registered under is that setting
-    (with other Accelerator options: 'custom', under which none is registered).
+    (with other Accelerator options: 'custom', under which none is registered). With `user` (a cases.UserSetup) the
+    dataloader yields the user's rows as dicts ({"input_ids", …, "labels"}) and the loop trains the user's model.
     """
     key = setting_key(plugin) if not accelerator_kwargs else "custom"
 
@@ -124,7 +143,8 @@ def accelerate(
             accelerator = Accelerator(
                 cpu=True, gradient_accumulation_plugin=settings, project_dir=directory, **accelerator_kwargs
             )
-        loader = DataLoader(TensorDataset(*dataset), batch_size=example.batch_size, shuffle=False)
+        rows = TensorDataset(*dataset) if user is None else LabelledInputs(*dataset)
+        loader = DataLoader(rows, batch_size=example.batch_size, shuffle=False)
         loop(accelerator, model, optimizer, loader, loss_fn, epochs=example.epochs)
 
     extra = "".join(f", {k}={v!r}" for k, v in accelerator_kwargs.items())
@@ -155,6 +175,8 @@ def accelerate(
         ),
         source=DOCS,
         hints=accelerate_hints,
+        data="rows" if user is None else "model",
+        user=user,
     )
 
 
@@ -172,8 +194,21 @@ CONFIGURATIONS = (
 )
 
 
-def check_accelerate(loop=accumulate_as_documented, *, max_examples: int = 30, plugin: dict | None = None, **accelerator_kwargs):
-    """Check an Accelerate loop `loop(accelerator, model, optimizer, dataloader, loss_fn, epochs)`.
+def check_accelerate(
+    loop=None,
+    *,
+    model=None,
+    data=None,
+    loss=None,
+    output=None,
+    dtype: str = "float64",
+    max_examples: int = 30,
+    plugin: dict | None = None,
+    **accelerator_kwargs,
+):
+    """Check an Accelerate loop `loop(accelerator, model, optimizer, dataloader, loss_fn, epochs)`; with model= a factory
+    of your model (a Hugging Face model as it is), data= and loss= (as check_trainer's), on batches of dicts — by default
+    with the usage guide's Hugging Face loop (`accelerator.backward(model(**batch).loss)`).
 
     Raises FrameworkError with the shrunk counterexample, or KnownDeviation when only a registered
     Accelerate deviation fails; returns the Conformance otherwise.
@@ -181,4 +216,7 @@ def check_accelerate(loop=accumulate_as_documented, *, max_examples: int = 30, p
     __tracebackhide__ = True
     from properties.frameworks.check import check_framework
 
-    return check_framework(accelerate(loop, plugin=plugin, **accelerator_kwargs), max_examples=max_examples)
+    user = user_setup(model, data, loss, output, dtype)
+    default = accumulate_as_documented if user is None else accumulate_hugging_face_way
+    configuration = accelerate(loop or default, plugin=plugin, user=user, **accelerator_kwargs)
+    return check_framework(configuration, max_examples=max_examples)

@@ -240,6 +240,51 @@ class UserSetup:
     edge_data: Optional[Callable] = None
 
 
+class LabelledInputs(torch.utils.data.Dataset):
+    """A dataset as a Hugging Face model takes it: row i is {"input_ids": x[i], "labels": y[i]}, or a mapping x's keys."""
+
+    def __init__(self, x, y: torch.Tensor):
+        self.x, self.y = x if isinstance(x, dict) else {"input_ids": x}, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**{key: value[i] for key, value in self.x.items()}, "labels": self.y[i]}
+
+
+def user_setup(factory, data, loss, output, dtype: str) -> Optional[UserSetup]:
+    """The UserSetup for a framework check's model=, data=, loss=, output= (None without model=): defaults for a causal
+    LM (its causal_lm_cross_entropy, causal_lm_sequences over its vocabulary), everything checked up front."""
+    from hypothesis.errors import InvalidArgument
+
+    from properties.recipes.examples import DTYPES
+    from properties.recipes.losses import as_recipe_loss, causal_lm_cross_entropy
+    from properties.recipes.tokens import causal_lm_sequences
+    from properties.recipes.user_case import check_factory
+    from properties.strategies import as_strategy
+
+    if factory is None:
+        if (data, loss, output) != (None, None, None):
+            raise InvalidArgument("data=, loss= and output= describe your model: pass model= a factory of it too")
+        return None
+    check_factory(factory)
+    if dtype not in DTYPES:
+        raise InvalidArgument(f"dtype={dtype!r} must be one of {tuple(DTYPES)}")
+    with torch.random.fork_rng(devices=[]):
+        built = factory()
+    causal = getattr(built, "loss_type", None) in ("ForCausalLM", None) and hasattr(built, "loss_function")
+    if loss is None and not causal:
+        raise InvalidArgument(f"loss= is needed for {type(built).__name__}: the RecipeLoss its own loss computes")
+    if data is None:
+        vocab = getattr(getattr(built, "config", None), "vocab_size", None)
+        if not causal or vocab is None:
+            raise InvalidArgument(f"data= is needed for {type(built).__name__}: a dataset (x, labels) or a strategy of them")
+        data = causal_lm_sequences(vocab=vocab)
+    recipe_loss = causal_lm_cross_entropy() if loss is None else as_recipe_loss(loss)
+    return UserSetup(factory, recipe_loss, as_strategy(data), output, DTYPES[dtype])
+
+
 def user_framework_cases(
     describe, setup: UserSetup, *, max_batch_size: int = 3, max_k: int = 3, max_epochs: int = 2
 ) -> st.SearchStrategy[FrameworkCase]:

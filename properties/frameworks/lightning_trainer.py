@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import torch
 
+from properties.frameworks.cases import LabelledInputs, user_setup
 from properties.frameworks.configuration import FRAMEWORKS, Configuration
 
 FRAMEWORK = FRAMEWORKS["pytorch-lightning"]
@@ -52,7 +53,13 @@ def modules() -> dict[str, type]:
         def training_step(self, batch, batch_idx):
             return super().training_step(batch, batch_idx) / self.trainer.accumulate_grad_batches
 
-    return {"Regressor": Regressor, "DividesByK": DividesByK}
+    class HuggingFace(Regressor):
+        """The documented module around a Hugging Face model: each batch a dict, training_step returns model(**batch).loss."""
+
+        def training_step(self, batch, batch_idx):
+            return self.model(**batch).loss
+
+    return {"Regressor": Regressor, "DividesByK": DividesByK, "HuggingFace": HuggingFace}
 
 
 @contextlib.contextmanager
@@ -84,11 +91,12 @@ def module_name(module) -> str:
     return getattr(module, "__name__", None) or type(module).__name__
 
 
-def lightning(module="Regressor", *, name: str | None = None, **trainer_kwargs) -> Configuration:
+def lightning(module="Regressor", *, name: str | None = None, user=None, **trainer_kwargs) -> Configuration:
     """A Lightning configuration: `module(model, optimizer, loss_fn)` (a LightningModule class or factory), Trainer options.
 
     `module` may name a bundled module ("Regressor", "DividesByK"). The setting, whatever the module,
-    is Trainer(accumulate_grad_batches=k): the key deviations are registered under.
+    is Trainer(accumulate_grad_batches=k): the key deviations are registered under. With `user` (a cases.UserSetup)
+    the module trains the user's model on the user's rows as dicts ({"input_ids", …, "labels"}).
     """
 
     def build(model, optimizer, loss_fn):
@@ -112,7 +120,8 @@ def lightning(module="Regressor", *, name: str | None = None, **trainer_kwargs) 
             default_root_dir=directory,
             **trainer_kwargs,
         )
-        loader = DataLoader(TensorDataset(*dataset), batch_size=example.batch_size, shuffle=False)
+        rows = TensorDataset(*dataset) if user is None else LabelledInputs(*dataset)
+        loader = DataLoader(rows, batch_size=example.batch_size, shuffle=False)
         with closure_before_step(optimizer):
             trainer.fit(build(model, optimizer, loss_fn), loader)
 
@@ -133,14 +142,28 @@ def lightning(module="Regressor", *, name: str | None = None, **trainer_kwargs) 
         call,
         documented="accumulate_grad_batches: 'Accumulates gradients over k batches before stepping the optimizer'",
         source=DOCS,
+        data="rows" if user is None else "model",
+        user=user,
     )
 
 
 CONFIGURATIONS = (lightning("Regressor", name="Trainer(accumulate_grad_batches=k), LightningModule as documented"),)
 
 
-def check_lightning(module, *, max_examples: int = 30, **trainer_kwargs):
-    """Check a LightningModule (`module(model, optimizer, loss_fn)`) under Trainer(accumulate_grad_batches=k, …).
+def check_lightning(
+    module=None,
+    *,
+    model=None,
+    data=None,
+    loss=None,
+    output=None,
+    dtype: str = "float64",
+    max_examples: int = 30,
+    **trainer_kwargs,
+):
+    """Check a LightningModule (`module(model, optimizer, loss_fn)`) under Trainer(accumulate_grad_batches=k, …); with
+    model= a factory of your model (a Hugging Face model as it is), data= and loss= (as check_trainer's), on batches of
+    dicts — by default with the bundled "HuggingFace" module (training_step returns model(**batch).loss).
 
     Raises FrameworkError with the shrunk counterexample, or KnownDeviation when only Lightning's
     registered partial-window deviation fails; returns the Conformance otherwise.
@@ -148,4 +171,8 @@ def check_lightning(module, *, max_examples: int = 30, **trainer_kwargs):
     __tracebackhide__ = True
     from properties.frameworks.check import check_framework
 
-    return check_framework(lightning(module, **trainer_kwargs), max_examples=max_examples)
+    user = user_setup(model, data, loss, output, dtype)
+    if module is None and user is None:
+        raise TypeError("check_lightning needs a LightningModule class (module(model, optimizer, loss_fn)) or model=")
+    configuration = lightning(module or "HuggingFace", user=user, **trainer_kwargs)
+    return check_framework(configuration, max_examples=max_examples)

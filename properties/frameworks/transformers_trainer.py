@@ -15,9 +15,9 @@ weight decay or clipping (max_grad_norm=0), sequential sampling, no logging, sav
 from __future__ import annotations
 
 import torch
-from hypothesis.errors import InvalidArgument
 from torch import nn
 
+from properties.frameworks.cases import LabelledInputs, user_setup
 from properties.frameworks.configuration import FRAMEWORKS, Configuration
 from properties.frameworks.hf_models import TinyGPT2, TinyLlama
 
@@ -106,19 +106,6 @@ def summed_over_items(outputs, labels, num_items_in_batch=None):
     if num_items_in_batch is None:
         return nn.functional.mse_loss(outputs, labels)
     return nn.functional.mse_loss(outputs, labels, reduction="sum") / num_items_in_batch
-
-
-class LabelledInputs(torch.utils.data.Dataset):
-    """A dataset as a Hugging Face model takes it: row i is {"input_ids": x[i], "labels": y[i]}, or a mapping x's keys."""
-
-    def __init__(self, x, y: torch.Tensor):
-        self.x, self.y = x if isinstance(x, dict) else {"input_ids": x}, y
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> dict:
-        return {**{key: value[i] for key, value in self.x.items()}, "labels": self.y[i]}
 
 
 class Rows(torch.utils.data.Dataset):
@@ -312,34 +299,5 @@ def check_trainer(
     __tracebackhide__ = True
     from properties.frameworks.check import check_framework
 
-    if model is not None:
-        options["user"] = user_setup(model, data, loss, output, dtype)
-    elif (data, loss, output) != (None, None, None):
-        raise InvalidArgument("data=, loss= and output= describe your model: pass model= a factory of it too")
+    options["user"] = user_setup(model, data, loss, output, dtype)
     return check_framework(trainer(model_class, **options), max_examples=max_examples)
-
-
-def user_setup(factory, data, loss, output, dtype: str):
-    """The UserSetup for check_trainer(model=…): defaults for a causal LM, everything checked up front."""
-    from properties.frameworks.cases import UserSetup
-    from properties.recipes.examples import DTYPES
-    from properties.recipes.losses import as_recipe_loss, causal_lm_cross_entropy
-    from properties.recipes.tokens import causal_lm_sequences
-    from properties.recipes.user_case import check_factory
-    from properties.strategies import as_strategy
-
-    check_factory(factory)
-    if dtype not in DTYPES:
-        raise InvalidArgument(f"dtype={dtype!r} must be one of {tuple(DTYPES)}")
-    with torch.random.fork_rng(devices=[]):
-        built = factory()
-    causal = getattr(built, "loss_type", None) in ("ForCausalLM", None) and hasattr(built, "loss_function")
-    if loss is None and not causal:
-        raise InvalidArgument(f"loss= is needed for {type(built).__name__}: the RecipeLoss its own loss computes")
-    if data is None:
-        vocab = getattr(getattr(built, "config", None), "vocab_size", None)
-        if not causal or vocab is None:
-            raise InvalidArgument(f"data= is needed for {type(built).__name__}: a dataset (x, labels) or a strategy of them")
-        data = causal_lm_sequences(vocab=vocab)
-    recipe_loss = causal_lm_cross_entropy() if loss is None else as_recipe_loss(loss)
-    return UserSetup(factory, recipe_loss, as_strategy(data), output, DTYPES[dtype])
