@@ -20,6 +20,8 @@ import pytest
 pytest_plugins = ["properties.summary", "properties.junit"]
 
 RECIPE_TESTS = "properties.recipe_tests"
+FRAMEWORK_TESTS = "properties.framework_tests"
+FRAMEWORK = pytest.StashKey[object]()
 RECIPE = pytest.StashKey[object]()
 OPTIONS = pytest.StashKey[object]()
 
@@ -89,6 +91,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="MODULE:FUNCTION",
         default=None,
         help="FUNCTION(what the model returns) is the loss's input (default: a tensor as it is, a model output's .logits)",
+    )
+    group.addoption(
+        "--framework",
+        choices=("transformers", "accelerate", "pytorch-lightning"),
+        default=None,
+        help="with --recipe-model (and --recipe-loss, --recipe-data): run only the check of your model under that "
+        "framework (the Trainer with the model's own loss; Accelerate's and Lightning's Hugging Face loops)",
     )
     group.addoption(
         "--recipe-examples",
@@ -188,7 +197,15 @@ def recipe_options(config: pytest.Config):
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """With --recipe: load the function, and make the recipe properties the only thing pytest collects."""
+    """With --recipe: load the function, and make the recipe properties the only thing pytest collects; with
+    --framework, the framework check of --recipe-model is the only thing collected."""
+    framework = config.getoption("framework", default=None)
+    if framework:
+        if config.getoption("recipe", default=None) or not config.getoption("recipe_model", default=None):
+            raise pytest.UsageError("--framework checks your model: give --recipe-model MODULE:FACTORY (and no --recipe)")
+        config.stash[FRAMEWORK] = (framework, user_objects(config))
+        config.args[:] = [importlib.util.find_spec(FRAMEWORK_TESTS).origin]
+        return
     spec = config.getoption("recipe", default=None)
     if not spec:
         return
@@ -208,6 +225,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"recipe {config.getoption('recipe')}: check_recipe options {options.call() or 'defaults'} "
         f"({options.max_examples} examples per property, derandomized)"
     ]
+
+
+@pytest.fixture(scope="session")
+def framework_under_test(pytestconfig: pytest.Config):
+    """(framework name, model=/loss=/data=/output=) from --framework and the --recipe-* options."""
+    if FRAMEWORK not in pytestconfig.stash:
+        pytest.skip("the framework check runs with --framework NAME --recipe-model MODULE:FACTORY")
+    return pytestconfig.stash[FRAMEWORK]
 
 
 @pytest.fixture(scope="session")

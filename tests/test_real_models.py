@@ -249,3 +249,13 @@ def test_accelerate_and_lightning_run_an_unmodified_llama_and_show_their_registe
     with pytest.raises(KnownDeviation) as deviation:
         check(model=tiny_llama, max_examples=EXAMPLES)
     assert deviation.value.deviation.framework == framework and deviation.value.deviation.behaviour == "means ÷ k"
+
+
+def test_pytest_framework_checks_your_model_under_the_framework_from_the_command_line(tmp_path):
+    (tmp_path / "mymodel.py").write_text(textwrap.dedent(MODULE), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_PROFILE"}
+    command = [sys.executable, "-m", "pytest", "--framework", "transformers", "--recipe-model", "mymodel:gpt2"]
+    done = subprocess.run([*command, "--recipe-examples", "5", "-p", "no:cacheprovider", "-rx"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0 and "1 xfailed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "num_items_in_batch counts unshifted labels" in done.stdout
