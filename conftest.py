@@ -55,6 +55,7 @@ def pytest_report_header(config):
 
 
 SLOW_FIRST = (
+    "tests/test_real_models.py",
     "tests/test_recipe_plugin.py",
     "tests/test_compiled.py",
     "tests/meta/test_distributed_controls.py",

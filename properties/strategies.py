@@ -43,6 +43,14 @@ def check_members(name: str, values, allowed: Sequence) -> None:
         raise InvalidArgument(f"{name} has unknown values {unknown}; expected some of {list(allowed)}")
 
 
+def drawn_integer(draw, name: str, value: ValueOrStrategy[int], *, at_least: int) -> int:
+    """The argument's value, drawn when it is a strategy, and checked as a plain value is: InvalidArgument otherwise."""
+    result = draw(as_strategy(value))
+    if isinstance(value, SearchStrategy) and (not isinstance(result, int) or isinstance(result, bool) or result < at_least):
+        raise InvalidArgument(f"{name}={value!r} drew {result!r}, which is not an integer ≥ {at_least}")
+    return result
+
+
 def as_strategy(value: ValueOrStrategy[T]) -> SearchStrategy[T]:
     """A strategy as it is; a plain value as `st.just(value)`."""
     return value if isinstance(value, SearchStrategy) else st.just(value)
@@ -129,29 +137,43 @@ def batch_splits(
     check_integer("large_size", large_size, at_least=1)
     if isinstance(min_k, int) and isinstance(max_k, int) and max_k < min_k:
         raise InvalidArgument(f"max_k={max_k} is less than min_k={min_k}")
-    return _batch_splits(as_strategy(min_k), as_strategy(max_k), as_strategy(max_size), as_strategy(large_size))
+    return _batch_splits(min_k, max_k, max_size, large_size)
 
 
 @st.composite
 def _batch_splits(draw, min_k, max_k, max_size, large_size) -> tuple[int, ...]:
-    lo, hi, small = draw(min_k), draw(max_k), draw(max_size)
-    biggest = max(small, draw(large_size)) if large(draw) else small
-    return tuple(draw(st.lists(st.integers(1, biggest), min_size=lo, max_size=max(lo, hi))))
+    lo, hi = drawn_integer(draw, "min_k", min_k, at_least=1), drawn_integer(draw, "max_k", max_k, at_least=1)
+    if hi < lo:
+        raise InvalidArgument(f"max_k={max_k!r} drew {hi}, less than min_k={min_k!r}'s {lo}")
+    small = drawn_integer(draw, "max_size", max_size, at_least=1)
+    biggest = max(small, drawn_integer(draw, "large_size", large_size, at_least=1)) if large(draw) else small
+    return tuple(draw(st.lists(st.integers(1, biggest), min_size=lo, max_size=hi)))
 
 
-def step_counts(*, min_value: int = 1, max_value: int = 6, large_value: Optional[int] = None) -> SearchStrategy[int]:
+def step_counts(
+    *,
+    min_value: ValueOrStrategy[int] = 1,
+    max_value: ValueOrStrategy[int] = 6,
+    large_value: ValueOrStrategy[Optional[int]] = None,
+) -> SearchStrategy[int]:
     """How many backward calls, windows or optimizer steps: min…max_value, and min…large_value in one draw in LARGE_SHARE."""
     check_integer("min_value", min_value, at_least=1)
-    check_integer("max_value", max_value, at_least=min_value)
-    if large_value is None or large_value <= max_value:
+    check_integer("max_value", max_value, at_least=min_value if isinstance(min_value, int) else 1)
+    if large_value is not None:
+        check_integer("large_value", large_value, at_least=1)
+    plain = not any(isinstance(v, SearchStrategy) for v in (min_value, max_value, large_value))
+    if plain and (large_value is None or large_value <= max_value):
         return st.integers(min_value, max_value)
-    check_integer("large_value", large_value, at_least=max_value)
     return _step_counts(min_value, max_value, large_value)
 
 
 @st.composite
-def _step_counts(draw, min_value: int, max_value: int, large_value: int) -> int:
-    return draw(st.integers(min_value, large_value if large(draw) else max_value))
+def _step_counts(draw, min_value, max_value, large_value) -> int:
+    lo, hi = drawn_integer(draw, "min_value", min_value, at_least=1), drawn_integer(draw, "max_value", max_value, at_least=1)
+    if hi < lo:
+        raise InvalidArgument(f"max_value={max_value!r} drew {hi}, less than min_value={min_value!r}'s {lo}")
+    most = None if large_value is None else drawn_integer(draw, "large_value", large_value, at_least=1)
+    return draw(st.integers(lo, most if most is not None and most > hi and large(draw) else hi))
 
 
 def model_specs(

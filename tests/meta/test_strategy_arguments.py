@@ -1,6 +1,8 @@
 """Strategies reject nonsense arguments with InvalidArgument naming the argument, as Hypothesis' own strategies do."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from properties.optimizers import adam_specs, optimizer_specs
@@ -27,6 +29,33 @@ BAD_CALLS = [
     ("names", lambda: optimizer_specs([])),
     ("name", lambda: adam_specs("Adamax")),
 ]
+
+
+BAD_DRAWS = [
+    ("max_k", lambda: batch_splits(min_k=st.just(3), max_k=st.just(2))),
+    ("min_k", lambda: batch_splits(min_k=st.just(0))),
+    ("max_size", lambda: batch_splits(max_size=st.just(-1))),
+    ("max_value", lambda: step_counts(min_value=st.just(4), max_value=st.just(2))),
+    ("min_value", lambda: step_counts(min_value=st.just("1"))),
+]
+
+
+@pytest.mark.parametrize("argument, call", BAD_DRAWS, ids=[f"{a}-{i}" for i, (a, _) in enumerate(BAD_DRAWS)])
+def test_a_strategy_argument_that_draws_nonsense_raises_invalid_argument_naming_it(argument, call):
+    @given(call())
+    def draws(value):
+        pass
+
+    with pytest.raises(InvalidArgument, match=argument):
+        draws()
+
+
+def test_step_counts_takes_a_strategy_for_each_bound():
+    @given(step_counts(min_value=st.integers(1, 2), max_value=st.just(3), large_value=st.just(9)))
+    def within(count):
+        assert 1 <= count <= 9
+
+    within()
 
 
 @pytest.mark.parametrize("argument, call", BAD_CALLS, ids=[f"{a}-{i}" for i, (a, _) in enumerate(BAD_CALLS)])
