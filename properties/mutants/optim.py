@@ -79,6 +79,18 @@ def _adamw_coupled(monkeypatch) -> None:
         monkeypatch.setattr(ADAMW_MODULE, "adamw", ADAM_MODULE.adam)
 
 
+def _zero_grad_clears_state(monkeypatch) -> None:
+    """Optimizer.zero_grad also empties the optimizer's state: momentum and Adam's moments restart every window."""
+    original = torch.optim.Optimizer.zero_grad
+
+    @functools.wraps(original)
+    def zero_grad(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.state.clear()
+
+    monkeypatch.setattr(torch.optim.Optimizer, "zero_grad", zero_grad)
+
+
 def _set(**values):
     return lambda kwargs: {**kwargs, **values}
 
@@ -106,6 +118,11 @@ ADAMW_COUPLED_WEIGHT_DECAY = Mutant(
     "AdamW adds λθ to the gradient (Adam's L2) instead of decaying θ",
     _adamw_coupled,
 )
+ZERO_GRAD_CLEARS_STATE = Mutant(
+    "zero-grad-clears-optimizer-state",
+    "optimizer.zero_grad() also empties the optimizer's state (momentum, Adam's moments restart each window)",
+    _zero_grad_clears_state,
+)
 
 MUTANTS = (
     SGD_SIGN_FLIPPED,
@@ -115,4 +132,5 @@ MUTANTS = (
     SGD_WEIGHT_DECAY_IGNORED,
     ADAM_WITHOUT_BIAS_CORRECTION,
     ADAMW_COUPLED_WEIGHT_DECAY,
+    ZERO_GRAD_CLEARS_STATE,
 )

@@ -52,3 +52,15 @@ def test_the_trajectory_property_rejects_accumulation_that_weights_micro_batches
         how=st.just(how),
     )
     assert A.PROCEDURES[how] in message
+
+
+def test_the_trajectory_property_rejects_a_zero_grad_that_clears_the_optimizer_state(monkeypatch):
+    optim.ZERO_GRAD_CLEARS_STATE.apply(monkeypatch)
+    _, message = assert_rejects(
+        optimizer_steps.check_accumulated_trajectory_equals_full_batch,
+        case=optimizer_steps.DENSE_CASES,
+        spec=optimizer_steps.TRAJECTORY_SPECS,
+        steps=optimizer_steps.STEPS,
+        how=optimizer_steps.HOWS,
+    )
+    assert "replayed" in message
