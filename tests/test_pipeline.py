@@ -73,9 +73,7 @@ def test_the_optimizer_step_leaves_every_stage_with_the_full_batch_step(rank_poo
 
 @defects.PIPELINE_SCALE_GRADS_ACROSS_STEPS.xfail()
 @settings(deadline=None, max_examples=2, phases=[Phase.generate])  # where registered any example shows it
-@given(
-    case=invariants.pipeline_cases(steps=st.integers(2, 4), scale_grads_across_steps=True).filter(lambda c: c.n_microbatches >= 2)
-)
+@given(case=invariants.default_scale_grads_outer_cases())
 def test_outer_steps_with_the_default_scale_grads_give_the_sum_of_the_full_batch_gradients(rank_pool, case):
     invariants.check_every_stage_holds_the_full_batch_gradient(rank_pool, case)
 

@@ -37,16 +37,19 @@ def pipeline_cases(
     steps=st.just(1),
     scale_grads_across_steps: bool = False,
     optimizers=("SGD", "Adam"),
+    activations=tuple(sorted(ACTIVATIONS)),
+    bias=st.booleans(),
 ) -> PipelineCase:
-    """A drawn schedule, world size, placement, MLP or DeepMLP split at drawn layers, n (1–8, the schedule's own
-    constraints), m (1–2 rows), loss and scale_grads (T ≥ 2 only the right way unless `scale_grads_across_steps`)."""
+    """A drawn schedule, world size, placement, MLP or DeepMLP (`activations`, `bias`) split at drawn layers, n (1–8, the
+    schedule's own constraints), m (1–2 rows), loss and scale_grads (T ≥ 2 only the right way unless
+    `scale_grads_across_steps`), SGD or Adam."""
     name = draw(st.sampled_from(known_schedules()) if schedule is None else as_strategy(schedule))
     placement = PLACEMENTS[name]
     ranks = draw(st.sampled_from(WORLD_SIZES) if world_size is None else as_strategy(world_size))
     per_rank = draw(st.sampled_from(placement.stages_per_rank))
     stages = ranks * per_rank
-    activation = draw(st.sampled_from(sorted(ACTIVATIONS)))
-    bias = draw(st.booleans())
+    activation = draw(st.sampled_from(activations))
+    bias = draw(as_strategy(bias))
     features = [draw(st.integers(1, 3)) for _ in range(3)]
     if stages == 2 and draw(st.booleans()):
         spec = ModelSpec("mlp", features[0], features[1], hidden=features[2], activation=activation, bias=bias)
@@ -79,6 +82,13 @@ def pipeline_cases(
         lr=draw(st.sampled_from(LEARNING_RATES)),
         seed=draw(seeds()),
     )
+
+
+def default_scale_grads_outer_cases():
+    """The deviation's configuration: scale_grads=True, n ≥ 2, T = 2…4; tanh with biases, so that no step's gradient
+    is exactly zero (dead ReLU units could make g₁ = 0, and then g₁/n + g₂ = g₁ + g₂ would show no deviation)."""
+    drawn = pipeline_cases(steps=st.integers(2, 4), scale_grads_across_steps=True, activations=("tanh",), bias=True)
+    return drawn.filter(lambda case: case.n_microbatches >= 2)
 
 
 def outer_cases(**kwargs):

@@ -3,7 +3,6 @@
 import re
 
 import pytest
-from hypothesis import strategies as st
 
 from properties import defects
 from properties.distributed import fsdp_invariants, invariants, pipeline_invariants, unavailable_reason
@@ -261,7 +260,7 @@ def test_the_outer_accumulation_property_rejects_a_step_that_resets_the_accumula
 def test_the_outer_accumulation_property_rejects_the_default_scale_grads_across_steps(rank_pool):
     example, message = assert_rejects(
         lambda case: pipeline_invariants.check_every_stage_holds_the_full_batch_gradient(rank_pool, case),
-        case=pipeline_invariants.pipeline_cases(steps=st.integers(2, 4), scale_grads_across_steps=True),
+        case=pipeline_invariants.default_scale_grads_outer_cases(),
     )
     assert defects.PIPELINE_SCALE_GRADS_ACROSS_STEPS.applies(example["case"]), example
 
