@@ -153,7 +153,7 @@ def _scale_grads_across_outer_steps(case) -> bool:
 
 
 PIPELINE_SCALE_GRADS_ACROSS_STEPS = Deviation(
-    name="pipelining's scale_grads across several step() calls",
+    name="pipelining scale_grads=True across several step() calls",
     configuration="a torch.distributed.pipelining schedule with scale_grads=True (the default), n ≥ 2 micro-batches and "
     "T ≥ 2 step() calls accumulated into .grad before the optimizer step",
     behaviour="every step() divides the whole accumulated .grad by n, not only its own micro-batches' share, so the "
