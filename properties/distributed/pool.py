@@ -20,6 +20,7 @@ from multiprocessing import connection
 
 from properties.distributed.cases import DistributedCase
 from properties.distributed.fsdp import FSDPCase, FSDPRecord
+from properties.distributed.pipeline import PipelineCase, PipelineRecord
 from properties.distributed.window import Fault, WindowRecord
 
 PRELOAD = ["properties.distributed.worker"]
@@ -100,14 +101,14 @@ class RankPool:
 
     def run(
         self,
-        case: DistributedCase | FSDPCase,
+        case: DistributedCase | FSDPCase | PipelineCase,
         *,
         loop: str = "global-mean",
         mutants: Sequence[str] | None = None,
         fault: Fault | None = None,
         timeout: float | None = None,
-    ) -> list[WindowRecord] | list[FSDPRecord]:
-        """Run `case` (DDP, or FSDP2 for an FSDPCase) on ranks 0…W−1; `mutants` None forwards the distributed mutants active here."""
+    ) -> list[WindowRecord] | list[FSDPRecord] | list[PipelineRecord]:
+        """Run `case` (DDP; FSDP2 for an FSDPCase; pipelining for a PipelineCase) on ranks 0…W−1; `mutants` None forwards the distributed mutants active here."""
         from properties.distributed.worker import Job
         from properties.mutants.distributed import active
 

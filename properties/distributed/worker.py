@@ -18,6 +18,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks  # noqa: F
 
 from properties.distributed.cases import DistributedCase
 from properties.distributed.fsdp import FSDPCase, run_fsdp_window
+from properties.distributed.pipeline import PipelineCase, run_pipeline
 from properties.distributed.window import Fault, run_window
 from properties.mutants.distributed import apply_named
 
@@ -26,7 +27,13 @@ ORPHANED = 70
 # Imported lazily by DDP's constructor, the meta device's to_empty (torch ≥ 2.0) and FSDP2: importing them
 # here lets the forkserver pay for them once instead of every rank on its first example. Any failure is left to
 # the example that needs the module (torch 1.13's torch.distributed.fsdp raises ValueError on Python 3.11).
-WARM_IMPORTS = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes", "torch.distributed.fsdp", "torch.distributed.tensor")
+WARM_IMPORTS = (
+    "torch._dynamo",
+    "torch.fx.experimental.symbolic_shapes",
+    "torch.distributed.fsdp",
+    "torch.distributed.tensor",
+    "torch.distributed.pipelining",
+)
 for _name in WARM_IMPORTS:
     try:
         importlib.import_module(_name)
@@ -39,7 +46,7 @@ class Job:
     """One example for every rank of a W-rank group: the case, the loop to run, mutants to apply, a fault to inject."""
 
     id: int
-    case: DistributedCase | FSDPCase
+    case: DistributedCase | FSDPCase | PipelineCase
     loop: str = "global-mean"
     mutants: tuple[str, ...] = ()
     fault: Fault | None = None
@@ -69,12 +76,14 @@ def join(rank: int, world_size: int, port: int, timeout_s: float) -> dict[int, o
 
 
 def answer(job: Job, rank: int, groups: dict[int, object]) -> tuple:
-    """("ok", id, WindowRecord or FSDPRecord), or ("error", id, traceback) when the window raised."""
+    """("ok", id, WindowRecord, FSDPRecord or PipelineRecord), or ("error", id, traceback) when the window raised."""
     try:
         with pytest.MonkeyPatch.context() as monkeypatch:
             apply_named(job.mutants, monkeypatch)
             group = groups[job.case.world_size]
-            if isinstance(job.case, FSDPCase):
+            if isinstance(job.case, PipelineCase):
+                record = run_pipeline(job.case, rank, group)
+            elif isinstance(job.case, FSDPCase):
                 record = run_fsdp_window(job.case, rank, group)
             else:
                 record = run_window(job.case, rank, group, loop=job.loop, fault=job.fault)

@@ -1,4 +1,6 @@
-"""Broken DDP and FSDP2: gradient sync that stays on or never comes back, a reduction that sums, a bucket never all-reduced.
+"""Broken DDP, FSDP2 and pipelining: sync that stays on or never comes back, a reduction that sums, a bucket never
+all-reduced, a pipeline stage that scales its gradients twice or never, drops the split backward's weight gradients, returns its
+losses out of order or forgets the previous step()'s gradients.
 
 Rank processes are separate interpreters, so a patch in the test process does not reach them
 by itself: each patch is marked with its mutant's name, `active()` reads the marks in this
@@ -44,13 +46,27 @@ def _fsdp_targets() -> dict:
     }
 
 
+def _pipeline_targets() -> dict:
+    """Where the pipelining mutants patch: a stage's gradient scaling and weight backward, a schedule's loss hand-over."""
+    from torch.distributed.pipelining.schedules import _PipelineSchedule
+    from torch.distributed.pipelining.stage import _PipelineStageBase
+
+    return {
+        "stage_scale_grads": (_PipelineStageBase, "scale_grads"),
+        "backward_weight_one_chunk": (_PipelineStageBase, "backward_weight_one_chunk"),
+        "update_losses": (_PipelineSchedule, "_update_losses"),
+        "clear_runtime_states": (_PipelineStageBase, "clear_runtime_states"),
+    }
+
+
 def _all_targets() -> dict:
-    """DDP's targets, and FSDP2's where this torch has them."""
+    """DDP's targets, and FSDP2's and pipelining's where this torch has them."""
     targets = _targets()
-    try:
-        targets.update(_fsdp_targets())
-    except Exception:  # noqa: BLE001 - no FSDP2 here (torch 1.13's fsdp package raises ValueError under Python 3.11)
-        pass
+    for extra in (_fsdp_targets, _pipeline_targets):
+        try:
+            targets.update(extra())
+        except Exception:  # noqa: BLE001 - not in this torch (torch 1.13's fsdp package raises ValueError under Python 3.11)
+            pass
     return targets
 
 
@@ -151,6 +167,54 @@ def _fsdp_backward_gathers_own_shard(monkeypatch: pytest.MonkeyPatch, name: str)
     _install(monkeypatch, "pre_backward", name, pre_backward)
 
 
+def _stage_scales_twice(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A stage divides its gradients by the factor twice: an already scaled gradient re-scaled (DeepSpeed#8154's shape)."""
+    from torch.distributed.pipelining.stage import _PipelineStageBase
+
+    original = _PipelineStageBase.scale_grads
+
+    def scale_grads(self, grad_scale_factor: int) -> None:
+        original(self, grad_scale_factor)
+        original(self, grad_scale_factor)
+
+    _install(monkeypatch, "stage_scale_grads", name, scale_grads)
+
+
+def _stage_never_scales(self, grad_scale_factor: int) -> None:
+    return None
+
+
+def _weight_backward_dropped(self, *args, **kwargs) -> None:
+    return None
+
+
+def _losses_reversed(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The schedule hands step(losses=[]) its micro-batch losses last first."""
+    from torch.distributed.pipelining.schedules import _PipelineSchedule
+
+    original = _PipelineSchedule._update_losses
+
+    def update_losses(self, stages, losses):
+        original(self, stages, losses)
+        if losses is not None:
+            losses.reverse()
+
+    _install(monkeypatch, "update_losses", name, update_losses)
+
+
+def _step_resets_grads(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Each step() starts its stages from .grad None: only the last outer step's gradient survives."""
+    from torch.distributed.pipelining.stage import _PipelineStageBase
+
+    original = _PipelineStageBase.clear_runtime_states
+
+    def clear_runtime_states(self) -> None:
+        original(self)
+        self.submod.zero_grad(set_to_none=True)
+
+    _install(monkeypatch, "clear_runtime_states", name, clear_runtime_states)
+
+
 NO_SYNC_DOES_NOTHING = Mutant(
     "ddp-no-sync-does-nothing",
     "DistributedDataParallel.no_sync() is a null context: every backward all-reduces",
@@ -194,6 +258,32 @@ FSDP_BACKWARD_GATHERS_OWN_SHARD = Mutant(
     lambda mp: _fsdp_backward_gathers_own_shard(mp, "fsdp-backward-gathers-own-shard"),
 )
 
+PIPELINE_SCALES_TWICE = Mutant(
+    "pipeline-scales-twice",
+    "a pipeline stage divides its accumulated gradients by n_microbatches twice",
+    lambda mp: _stage_scales_twice(mp, "pipeline-scales-twice"),
+)
+PIPELINE_NEVER_SCALES = Mutant(
+    "pipeline-never-scales",
+    "a pipeline stage ignores scale_grads=True: its gradients stay the sum over the n micro-batches",
+    lambda mp: _install(mp, "stage_scale_grads", "pipeline-never-scales", _stage_never_scales),
+)
+PIPELINE_DROPS_WEIGHT_BACKWARD = Mutant(
+    "pipeline-drops-weight-backward",
+    "a pipeline stage's weight backward (the W of a split backward) does nothing: zero-bubble schedules lose weight grads",
+    lambda mp: _install(mp, "backward_weight_one_chunk", "pipeline-drops-weight-backward", _weight_backward_dropped),
+)
+PIPELINE_LOSSES_REVERSED = Mutant(
+    "pipeline-losses-reversed",
+    "a pipeline schedule returns the micro-batch losses of step(losses=[]) in reverse order",
+    lambda mp: _losses_reversed(mp, "pipeline-losses-reversed"),
+)
+PIPELINE_STEP_RESETS_GRADS = Mutant(
+    "pipeline-step-resets-grads",
+    "every schedule.step() sets its stages' .grad to None first: outer steps do not accumulate",
+    lambda mp: _step_resets_grads(mp, "pipeline-step-resets-grads"),
+)
+
 MUTANTS = (
     NO_SYNC_DOES_NOTHING,
     NO_SYNC_NEVER_RESTORES,
@@ -203,6 +293,11 @@ MUTANTS = (
     FSDP_NEVER_REDUCE_SCATTERS,
     FSDP_REDUCE_SCATTER_SUMS,
     FSDP_BACKWARD_GATHERS_OWN_SHARD,
+    PIPELINE_SCALES_TWICE,
+    PIPELINE_NEVER_SCALES,
+    PIPELINE_DROPS_WEIGHT_BACKWARD,
+    PIPELINE_LOSSES_REVERSED,
+    PIPELINE_STEP_RESETS_GRADS,
 )
 BY_NAME = {mutant.name: mutant for mutant in MUTANTS}
 

@@ -1,10 +1,13 @@
-"""Negative controls: each DDP and FSDP2 property rejects one broken, inside the rank processes, in the way it guards against."""
+"""Negative controls: each DDP, FSDP2 and pipelining property rejects one broken, inside the rank processes, in the way it guards against."""
+
+import re
 
 import pytest
 
 from properties import defects
-from properties.distributed import fsdp_invariants, invariants, unavailable_reason
+from properties.distributed import fsdp_invariants, invariants, pipeline_invariants, unavailable_reason
 from properties.distributed.fsdp import unavailable_reason as fsdp_unavailable_reason
+from properties.distributed.pipeline import unavailable_reason as pipeline_unavailable_reason
 from properties.meta import assert_rejects
 from properties.mutants import distributed as distributed_mutants
 
@@ -195,3 +198,103 @@ def test_the_reshard_after_forward_property_rejects_a_backward_that_gathers_only
         lambda case: fsdp_invariants.check_reshard_after_forward_agrees(rank_pool, case), case=fsdp_invariants.RESHARDED_FSDP
     )
     assert "reshard_after_forward=True (actual) vs False (expected)" in message, message
+
+
+pipeline = pytest.mark.skipif(pipeline_unavailable_reason() is not None, reason=str(pipeline_unavailable_reason()))
+
+
+@pipeline
+def test_a_pipelining_mutant_applied_here_is_forwarded_to_the_ranks_by_name(monkeypatch):
+    distributed_mutants.PIPELINE_SCALES_TWICE.apply(monkeypatch)
+    distributed_mutants.PIPELINE_LOSSES_REVERSED.apply(monkeypatch)
+    assert distributed_mutants.active() == ("pipeline-losses-reversed", "pipeline-scales-twice")
+
+
+@pipeline
+@pytest.mark.parametrize(
+    "mutant", [distributed_mutants.PIPELINE_SCALES_TWICE, distributed_mutants.PIPELINE_NEVER_SCALES], ids=lambda m: m.name
+)
+def test_the_pipeline_full_batch_property_rejects_a_stage_that_scales_twice_or_never(rank_pool, monkeypatch, mutant):
+    mutant.apply(monkeypatch)
+    example, message = assert_rejects(
+        lambda case: pipeline_invariants.check_every_stage_holds_the_full_batch_gradient(rank_pool, case),
+        case=pipeline_invariants.ANY_PIPELINES,
+    )
+    n = example["case"].n_microbatches
+    assert example["case"].scale_grads and n >= 2, example
+    factor = 1 / n if mutant is distributed_mutants.PIPELINE_SCALES_TWICE else n
+    ratio = re.search(r"actual ≈ ([0-9.]+) × expected", message)
+    assert ratio and float(ratio.group(1)) == pytest.approx(factor, rel=0.01), message
+
+
+@pipeline
+def test_the_pipeline_full_batch_property_rejects_a_weight_backward_that_does_nothing(rank_pool, monkeypatch):
+    distributed_mutants.PIPELINE_DROPS_WEIGHT_BACKWARD.apply(monkeypatch)
+    example, _ = assert_rejects(
+        lambda case: pipeline_invariants.check_every_stage_holds_the_full_batch_gradient(rank_pool, case),
+        case=pipeline_invariants.ANY_PIPELINES,
+    )
+    assert example["case"].placement.split_backward, example
+
+
+@pipeline
+def test_the_split_backward_property_rejects_a_weight_backward_that_does_nothing(rank_pool, monkeypatch):
+    distributed_mutants.PIPELINE_DROPS_WEIGHT_BACKWARD.apply(monkeypatch)
+    _, message = assert_rejects(
+        lambda case: pipeline_invariants.check_split_backward_matches_fused(rank_pool, case),
+        case=pipeline_invariants.SPLIT_BACKWARD_PIPELINES,
+    )
+    assert "split backward (actual) vs ScheduleLoopedBFS" in message, message
+
+
+@pipeline
+def test_the_outer_accumulation_property_rejects_a_step_that_resets_the_accumulated_grads(rank_pool, monkeypatch):
+    distributed_mutants.PIPELINE_STEP_RESETS_GRADS.apply(monkeypatch)
+    assert_rejects(
+        lambda case: pipeline_invariants.check_every_stage_holds_the_full_batch_gradient(rank_pool, case),
+        case=pipeline_invariants.outer_cases(),
+    )
+
+
+@pipeline
+def test_the_outer_accumulation_property_rejects_the_default_scale_grads_across_steps(rank_pool):
+    example, message = assert_rejects(
+        lambda case: pipeline_invariants.check_every_stage_holds_the_full_batch_gradient(rank_pool, case),
+        case=pipeline_invariants.default_scale_grads_outer_cases(),
+    )
+    assert defects.PIPELINE_SCALE_GRADS_ACROSS_STEPS.applies(example["case"]), example
+
+
+@pipeline
+def test_the_returned_losses_property_rejects_losses_out_of_order(rank_pool, monkeypatch):
+    distributed_mutants.PIPELINE_LOSSES_REVERSED.apply(monkeypatch)
+    example, message = assert_rejects(
+        lambda case: pipeline_invariants.check_returned_losses_are_the_micro_batch_losses(rank_pool, case),
+        case=pipeline_invariants.ANY_PIPELINES,
+    )
+    assert example["case"].n_microbatches >= 2 and "loss of micro-batch" in message, message
+
+
+@pipeline
+@pytest.mark.parametrize(
+    "mutant", [distributed_mutants.PIPELINE_SCALES_TWICE, distributed_mutants.PIPELINE_NEVER_SCALES], ids=lambda m: m.name
+)
+def test_the_pipeline_step_property_rejects_a_stage_that_scales_twice_or_never(rank_pool, monkeypatch, mutant):
+    mutant.apply(monkeypatch)
+    example, message = assert_rejects(
+        lambda case: pipeline_invariants.check_step_gives_full_batch_step(rank_pool, case),
+        case=pipeline_invariants.ANY_PIPELINES,
+    )
+    assert "expected the full-batch step" in message, message
+
+
+@pipeline
+def test_the_outer_pipelines_leave_the_registered_deviation_to_its_strict_xfail():
+    from hypothesis import given, settings
+
+    @settings(max_examples=50, database=None, derandomize=True, deadline=None)
+    @given(case=pipeline_invariants.OUTER_PIPELINES)
+    def drawn(case):
+        assert not defects.registered(case), case
+
+    drawn()
