@@ -151,3 +151,20 @@ def test_all_failures_reports_every_failing_property_each_with_its_own_shrunk_co
     assert len(names) >= 2 and len(set(names)) == len(names), names
     assert str(error).startswith(f"{len(names)} recipe properties fail"), str(error)[:200]
     assert all(other.example is not None for other in error.others)
+
+
+def test_rows_are_counted_on_a_torch_whose_forward_hooks_take_no_keywords(monkeypatch):
+    """torch < 2.1 (no with_kwargs, no always_call): the top-level model's positional calls are counted, every one."""
+    import torch
+
+    from properties.recipes import CORRECT_RECIPE, check_recipe
+
+    original = torch.nn.Module.register_forward_pre_hook
+
+    def without_keywords(self, hook, *args, **kwargs):
+        if kwargs:
+            raise TypeError("register_forward_pre_hook() got an unexpected keyword argument 'with_kwargs'")
+        return original(self, hook)
+
+    monkeypatch.setattr(torch.nn.Module, "register_forward_pre_hook", without_keywords)
+    check_recipe(CORRECT_RECIPE, max_examples=10)

@@ -142,7 +142,10 @@ class Watch:
                 )
             ]
         except TypeError:  # torch < 2.1: positional inputs of the top-level model only
-            return [model.register_forward_pre_hook(lambda module, args: self.enter(module, args, {}))]
+            return [
+                model.register_forward_pre_hook(lambda module, args: self.enter(module, args, {})),
+                model.register_forward_hook(self.leave),
+            ]
 
     def enter(self, module, args, kwargs):
         if self.depth == 0 and torch.is_grad_enabled():
