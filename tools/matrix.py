@@ -698,6 +698,11 @@ def passthrough_frameworks() -> str:
     return f"the running Python's: {', '.join(present)}" if present else "not installed in the running Python"
 
 
+def shown_path(path: Path) -> str:
+    """`path` relative to the clone when inside it (as the report shows it), else as it is."""
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+
+
 def run_session(session, version: str, results: Path) -> None:
     """One version in a nox session: install (unless it has no environment), probe, test; write its raw results and the report."""
     from nox.command import CommandFailed
@@ -711,7 +716,7 @@ def run_session(session, version: str, results: Path) -> None:
     location = None if passthrough else Path(session.virtualenv.location)
     record: dict[str, object] = {"version": version, "date": datetime.date.today().isoformat(), "problem": ""}
     record.update(profile=options["profile"], seed=options["seed"], pytest_args=list(session.posargs), suite=suite_digest())
-    record.update(reused=passthrough, environment=str(location or sys.prefix), backend=session.venv_backend)
+    record.update(reused=passthrough, environment=shown_path(location) if location else "", backend=session.venv_backend)
     started = time.perf_counter()
     try:
         record["frameworks"] = passthrough_frameworks() if passthrough else install(session, version, results, options)
@@ -854,9 +859,9 @@ def run_version(version: str, results: Path, options: argparse.Namespace) -> Non
         subprocess.run(nox_command(version, options), stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     record = raw(results, version, "run.json")
     location = json.loads(record.read_text()).get("environment", "") if record.exists() else ""
-    if options.remove and location and record.exists() and json.loads(record.read_text()).get("backend") != "none":
-        shutil.rmtree(location, ignore_errors=True)
-        print(f"torch {version}: removed {location}", flush=True)
+    if options.remove and location:
+        shutil.rmtree(ROOT / location, ignore_errors=True)
+        print(f"torch {version}: removed {ROOT / location}", flush=True)
 
 
 def latest_run(cache: Path) -> Optional[Path]:
@@ -883,8 +888,13 @@ def update_reports(results: Path, reports: Path) -> None:
         old.unlink()
     for new in (results / "matrix").glob("torch-*"):
         if new.name.endswith(tuple(RAW)):
-            shutil.copy2(new, reports / "matrix" / new.name)
-    shutil.copy2(results / "matrix.md", reports / "matrix.md")
+            copy_relative(new, reports / "matrix" / new.name)
+    copy_relative(results / "matrix.md", reports / "matrix.md")
+
+
+def copy_relative(source: Path, target: Path) -> None:
+    """Copy a text file, paths inside the clone (tracebacks, logs) written relative to it."""
+    target.write_text(source.read_text(encoding="utf-8").replace(f"{ROOT}/", ""), encoding="utf-8")
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:

@@ -303,12 +303,12 @@ def test_the_matrix_is_red_for_a_failure_an_xpass_or_a_fingerprint_beyond_roundi
 def test_updating_the_reports_replaces_every_committed_raw_result_with_this_run_s(tmp_path):
     run, reports = tmp_path / "run", tmp_path / "reports"
     write_results(run, result("2.15.0", NEW, sets_none=True), PASSING)
-    (run / "matrix.md").write_text("# new\n")
+    (run / "matrix.md").write_text(f"# new\n{matrix.ROOT}/tests/test_a.py:3: in test_sum\n")
     (reports / "matrix").mkdir(parents=True)
     (reports / "matrix" / "torch-2.14.1.xml").write_text("old")
     matrix.update_reports(run, reports)
     assert sorted(p.name for p in (reports / "matrix").iterdir()) == [f"torch-2.15.0.{s}" for s in sorted(matrix.RAW)]
-    assert (reports / "matrix.md").read_text() == "# new\n"
+    assert (reports / "matrix.md").read_text() == "# new\ntests/test_a.py:3: in test_sum\n"
 
 
 def test_a_resolver_s_refusal_of_the_frameworks_extra_is_said_in_one_line():
