@@ -12,11 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+import yaml
 
 from tools import matrix
-
-yaml = pytest.importorskip("yaml")
 
 ROOT = matrix.ROOT
 WORKFLOW = ROOT / ".github" / "workflows" / "torch-matrix.yml"
