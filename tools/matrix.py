@@ -1,16 +1,18 @@
-"""Run the suite on several torch versions, each in its own virtual environment, and report what changed.
+"""Run the suite on several torch versions, one nox session each, and report what changed.
 
-    python -m tools.matrix [VERSION ...]          (default: 1.13.1 2.13.0 2.14.1)
+    python -m tools.matrix [VERSION ...]     (default: the oldest supported, the pinned and the newest torch)
+    nox -s matrix-VERSION                     (one version; what each version's run is)
 
-For each version: create or reuse `.matrix/venvs/torch-VERSION`, install `torch==VERSION` with the
-extra requirements `EXTRA_REQUIREMENTS` gives that version, then this suite (editable); run
-`properties.observe` and `tools.fingerprint` there, and the suite with `--junitxml`. Then
-write `matrix.md` and, beside it, `matrix/torch-VERSION.{xml,observed.json,fingerprint.json}`
-into a run directory, `.matrix/runs/DATE-TIME/` (git-ignored), or into the committed `reports/`
-with `--update-reports`. A reused environment only reinstalls the suite; a version that the
-running Python already has (with this suite installed) runs there, with no environment at all.
-Needs nothing but the standard library in the Python that runs it; torch is imported only by
-the suite's own processes.
+Each version runs in the nox session `matrix-VERSION` (`noxfile.py`; uv environments where uv is
+installed, virtualenv otherwise): it installs exactly `torch==VERSION` with the extra requirements
+`EXTRA_REQUIREMENTS` gives it, then this suite with its `[frameworks]` extra where that resolves
+beside that torch; runs `properties.observe`, `tools.fingerprint` and the suite with `--junitxml`,
+and writes `matrix/torch-VERSION.{xml,observed.json,fingerprint.json,run.json}` and `matrix.md`
+into a fresh run directory, `.matrix/runs/DATE-TIME/` (git-ignored). The report is built from
+that directory only: a version with no results there is **not run**, never green. The command
+exits 1 when a version did not run, a test failed, a registered deviation XPASSes, or the
+numeric fingerprints differ by more than rounding, and prints which. Needs nox (and uv) in the
+Python that runs it, never torch: torch is imported only by the suite's own processes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -32,7 +35,10 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_VERSIONS = ("1.13.1", "2.13.0", "2.14.1")
+OLDEST = "1.13.1"  # the oldest torch the suite supports (pyproject.toml: torch>=1.13)
+PINNED = "2.13.0"  # the torch the suite is gated on (README, .ci/run)
+RESULTS_ENV = "MATRIX_RESULTS"  # where a nox session writes matrix/ and matrix.md
+VERSIONS_ENV = "MATRIX_VERSIONS"  # the versions noxfile.py defines sessions for, when set (space-separated)
 
 # Extra pip requirements per range of torch versions [from, below): the one place they live.
 EXTRA_REQUIREMENTS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -53,6 +59,69 @@ def requirements(version: str) -> list[str]:
         r for (low, below), reqs in EXTRA_REQUIREMENTS.items() if release(low) <= release(version) < release(below) for r in reqs
     ]
     return [f"torch=={version}", *extras]
+
+
+# ---------------------------------------------------------------- which versions
+
+RELEASE = re.compile(r"^\d+(\.\d+){1,2}$")  # a final release: no local part (+cpu), no rc/dev/post
+
+
+def index_versions(package: str = "torch") -> list[str]:
+    """Every version of `package` the configured package index offers (`pip index versions`, so pip's index settings apply)."""
+    command = [sys.executable, "-m", "pip", "index", "versions", package]
+    completed = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    found = parse_index_versions(completed.stdout)
+    if not found:
+        raise RuntimeError(
+            f"could not list {package}'s versions with `{' '.join(command[1:])}`: {completed.stderr.strip()[-300:]}"
+        )
+    return found
+
+
+def parse_index_versions(text: str) -> list[str]:
+    """`pip index versions` output → the versions on its 'Available versions:' line."""
+    match = re.search(r"^Available versions:(.*)$", text, re.M)
+    return [v.strip() for v in match.group(1).split(",") if v.strip()] if match else []
+
+
+def releases(offered: Sequence[str]) -> list[str]:
+    """The final releases among `offered` (no pre-releases, no local builds) from the oldest supported on, oldest first."""
+    found = {v for v in offered if RELEASE.match(v) and release(v) >= release(OLDEST)}
+    return sorted(found, key=release)
+
+
+def newest(offered: Sequence[str]) -> str:
+    """The newest final release among `offered`."""
+    found = releases(offered)
+    if not found:
+        raise RuntimeError(f"no torch release from {OLDEST} on among {list(offered)[:10]}")
+    return found[-1]
+
+
+def release_line(offered: Sequence[str]) -> list[str]:
+    """The latest patch of every minor release from the oldest supported to the newest, oldest first."""
+    latest: dict[tuple[int, int], str] = {}
+    for version in releases(offered):
+        latest[release(version)[:2]] = version
+    return list(latest.values())
+
+
+def default_versions(offered: Sequence[str]) -> list[str]:
+    """The oldest supported torch, the pinned one and the newest release offered."""
+    return list(dict.fromkeys([OLDEST, PINNED, newest(offered)]))
+
+
+def session_versions() -> list[str]:
+    """The versions noxfile.py defines a session for: $MATRIX_VERSIONS, else the default set and the release line on the index."""
+    named = os.environ.get(VERSIONS_ENV, "").split()
+    if named:
+        return list(dict.fromkeys(named))
+    try:
+        offered = index_versions()
+    except RuntimeError as error:
+        print(f"noxfile: {error}; only the oldest and the pinned torch have sessions", file=sys.stderr)
+        return [OLDEST, PINNED]
+    return sorted(set(default_versions(offered)) | set(release_line(offered)), key=release)
 
 
 # ---------------------------------------------------------------- results of one version
@@ -81,14 +150,24 @@ class VersionResult:
     venv_bytes: int = 0
     suite: str = ""
     problem: str = ""
+    ran: bool = True
+    date: str = ""
+    frameworks: str = ""
 
     def count(self, status: str) -> int:
+        """How many tests ended with `status`."""
         return sum(1 for outcome in self.outcomes.values() if outcome.status == status)
 
     @property
     def green(self) -> bool:
-        """Installed, probed and tested, with no test failed or in error."""
-        return not self.problem and bool(self.outcomes) and not (self.count("failed") or self.count("error"))
+        """Run in this run, installed, probed and tested, with no test failed or in error."""
+        return self.ran and not self.problem and bool(self.outcomes) and not (self.count("failed") or self.count("error"))
+
+    def verdict(self) -> str:
+        """The summary's verdict cell: green, not run (with why), or red (with the problem)."""
+        if not self.ran:
+            return f"**not run**{': ' + self.problem if self.problem else ''}"
+        return "**green**" if self.green else f"**red**{': ' + self.problem if self.problem else ''}"
 
 
 SEVERITY = {"passed": 0, "xfailed": 1, "skipped": 2, "failed": 3, "error": 4}
@@ -387,6 +466,54 @@ def render_fingerprint(results: Sequence[VersionResult]) -> list[str]:
     return lines + [""]
 
 
+def xpasses(result: VersionResult) -> list[tuple[str, str]]:
+    """(deviation, test) for each registered deviation's strict xfail that passed in this version."""
+    found = []
+    for key, outcome in result.outcomes.items():
+        match = DEVIATION.search(outcome.message)
+        if outcome.status == "failed" and outcome.message.startswith(XPASS_STRICT) and match:
+            found.append((match.group(1), key))
+    return found
+
+
+def largest_difference(results: Sequence[VersionResult]) -> Optional[Difference]:
+    """The largest gradient difference between the fingerprints of any two versions (None with fewer than two)."""
+    prints = {r.version: r.fingerprint for r in results if r.fingerprint.get("cases")}
+    gradients = [d for d in differences(prints) if d.quantity != "seeded inputs"] if len(prints) > 1 else []
+    return max(gradients, key=lambda d: d.roundoffs, default=None)
+
+
+def findings(results: Sequence[VersionResult]) -> list[str]:
+    """Why the matrix is not green, one line each: a version not run or broken, failed tests, an XPASS, a fingerprint beyond rounding."""
+    found = []
+    for r in results:
+        if not r.ran or r.problem:
+            found.append(f"torch {r.version}: {'not run' if not r.ran else 'did not finish'}: {r.problem or 'no results'}")
+        elif not r.outcomes:
+            found.append(f"torch {r.version}: no test results")
+        fixed = xpasses(r)
+        found += [f"torch {r.version}: registered deviation {name!r} XPASSes in {key} (fixed there?)" for name, key in fixed]
+        failed = [k for k, o in r.outcomes.items() if o.status in ("failed", "error") and k not in {key for _, key in fixed}]
+        if failed:
+            shown_ = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+            found.append(f"torch {r.version}: {len(failed)} test(s) failed: {shown_}")
+    worst = largest_difference(results)
+    if worst is not None and worst.roundoffs > ROUNDING_LIMIT:
+        found.append(
+            f"numeric fingerprint: {worst.quantity} .grad of {worst.name!r} ({worst.case}) differs by {worst.roundoffs:.3g} "
+            f"u·max|g| > {ROUNDING_LIMIT} between torch {worst.first} and {worst.second}"
+        )
+    return found
+
+
+def render_findings(results: Sequence[VersionResult]) -> list[str]:
+    """The matrix's verdict: every finding that makes its command exit 1, or that there is none."""
+    found = findings(results)
+    if not found:
+        return ["**Matrix: green** — every version ran and passed; no deviation XPASSes; fingerprints agree to rounding.", ""]
+    return ["**Matrix: red** (the command exits 1):", ""] + [f"- {line}" for line in found] + [""]
+
+
 def first_lines(text: str, count: int = 12) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     return "\n".join(lines[:count] + (["…"] if len(lines) > count else []))
@@ -414,10 +541,12 @@ def render(results: Sequence[VersionResult], *, command: str, context: Mapping[s
         lines.append(f"| {label} | " + " | ".join(values) + " |")
 
     env = [r.observed.get("environment", {}) for r in results]
-    row("verdict", ["**green**" if r.green else f"**red**{': ' + r.problem if r.problem else ''}" for r in results])
+    row("verdict", [r.verdict() for r in results])
+    row("ran on", [r.date or "—" for r in results])
     row("torch installed", [str(e.get("torch", "—")) for e in env])
     row("numpy, hypothesis", [f"{e.get('numpy', '—')}, {e.get('hypothesis', '—')}" if e else "—" for e in env])
     row("extra requirements", [", ".join(requirements(v)[1:]) or "none" for v in versions])
+    row("`[frameworks]` extra", [r.frameworks.replace("|", "\\|") or "—" for r in results])
     for status in ("passed", "failed", "error", "skipped", "xfailed"):
         if status in ("passed", "failed", "skipped") or any(r.count(status) for r in results):
             row(status, [str(r.count(status)) for r in results])
@@ -426,7 +555,7 @@ def render(results: Sequence[VersionResult], *, command: str, context: Mapping[s
     row("probe time (observe + fingerprint)", [seconds(r.probe_s) for r in results])
     row("environment size", [f"{r.venv_bytes / GIGABYTE:.1f} GB" if r.venv_bytes else "—" for r in results])
     lines += [""]
-
+    lines += render_findings(results)
     lines += render_behaviours(results)
     lines += render_defects(results)
     lines += render_fingerprint(results)
@@ -453,9 +582,10 @@ def render(results: Sequence[VersionResult], *, command: str, context: Mapping[s
         lines += ["## Failures", ""]
         for version, key, outcome in failures:
             lines += [f"### torch {version}: `{key}`", "", "```", first_lines(outcome.message), "```", ""]
-    problems = [r for r in results if r.problem]
+    problems = [r for r in results if r.problem or not r.ran]
     if problems:
-        lines += ["## Versions that did not run", ""] + [f"- torch {r.version}: {r.problem}" for r in problems] + [""]
+        lines += ["## Versions that did not run", ""]
+        lines += [f"- torch {r.version}: {r.problem or 'not run'}" for r in problems] + [""]
     lines += ["## Raw results", ""]
     lines += [
         f"- `matrix/torch-{v}.xml` (JUnit), `matrix/torch-{v}.observed.json`, `matrix/torch-{v}.fingerprint.json`"
@@ -464,45 +594,14 @@ def render(results: Sequence[VersionResult], *, command: str, context: Mapping[s
     return "\n".join(lines) + "\n"
 
 
-# ---------------------------------------------------------------- running a version
+# ---------------------------------------------------------------- one version in a nox session
+
+RAW = ("xml", "observed.json", "fingerprint.json", "run.json")
 
 
-@dataclass(frozen=True)
-class Options:
-    """How to run: where environments and reports go, which interpreter, Hypothesis profile and seed, pytest's -n."""
-
-    cache: Path
-    reports: Path
-    python: str
-    profile: str
-    seed: str
-    workers: str
-    torch_index: str
-    reinstall: bool
-    render_only: bool
-    min_free_gb: float
-    pytest_args: tuple[str, ...]
-    here: bool = True
-
-    def raw(self, version: str, suffix: str) -> Path:
-        """reports/matrix/torch-VERSION.SUFFIX."""
-        return self.reports / "matrix" / f"torch-{version}.{suffix}"
-
-
-def run(command: Sequence[str], log: Path, **kwargs) -> int:
-    """Run `command`, appending its output to `log`; its exit status."""
-    with log.open("a", encoding="utf-8") as handle:
-        handle.write(f"$ {' '.join(command)}\n")
-        handle.flush()
-        return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, **kwargs).returncode
-
-
-def tail(log: Path, count: int = 15) -> str:
-    return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-count:])
-
-
-def directory_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+def raw(results: Path, version: str, suffix: str) -> Path:
+    """RESULTS/matrix/torch-VERSION.SUFFIX."""
+    return results / "matrix" / f"torch-{version}.{suffix}"
 
 
 def suite_digest(root: Path = ROOT) -> str:
@@ -514,161 +613,178 @@ def suite_digest(root: Path = ROOT) -> str:
     return digest.hexdigest()[:12]
 
 
-def installed_torch(python: Path) -> Optional[str]:
-    """The torch version installed in the environment of `python` (read from its metadata, torch not imported)."""
-    if not python.exists():
+def directory_bytes(path: Path) -> int:
+    """The bytes of the files under `path` (links not followed)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def distribution_version(name: str) -> Optional[str]:
+    """The installed version of distribution `name` in the running Python (None if absent); nothing imported."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
         return None
-    script = "import importlib.metadata as m\ntry: print(m.version('torch'))\nexcept Exception: pass"
-    output = subprocess.run([str(python), "-c", script], capture_output=True, text=True).stdout.strip()
-    return output or None
 
 
-def suite_installed(python: str) -> bool:
-    """Whether `python` has this suite installed (so that its pytest plugin and profiles load)."""
-    script = "import importlib.metadata as m\ntry: m.distribution('grad-accumulation-properties'); print('yes')\nexcept Exception: pass"
-    return subprocess.run([python, "-c", script], capture_output=True, text=True).stdout.strip() == "yes"
-
-
-def running_environment(version: str, options: Options) -> Optional[Path]:
-    """The running Python, when it already has torch `version` and this suite installed (and --reinstall was not asked)."""
-    if options.reinstall or not options.here:
-        return None
-    current = installed_torch(Path(sys.executable))
-    if current is None or release(current) != release(version) or not suite_installed(sys.executable):
-        return None
-    return Path(sys.executable)
-
-
-def prepare(version: str, options: Options, result: VersionResult, log: Path) -> Optional[Path]:
-    """The running Python if it has the version; else create or reuse its environment, install torch (unless there) and the suite."""
-    here = running_environment(version, options)
-    if here is not None:
-        result.reused = True
-        return here
-    venv = options.cache / "venvs" / f"torch-{version}"
-    python = venv / "bin" / "python"
-    wanted = requirements(version)
-    marker = venv / "matrix-requirements.txt"
-    current = installed_torch(python)
-    result.reused = (
-        not options.reinstall
-        and current is not None
-        and release(current) == release(version)
-        and marker.exists()
-        and marker.read_text().split() == wanted
-    )
-    if not result.reused:
-        free = shutil.disk_usage(options.cache).free / GIGABYTE
-        if current is None and free < options.min_free_gb:
-            result.problem = f"only {free:.1f} GB free under {options.cache} (need {options.min_free_gb:g})"
-            return None
-        if not python.exists() and run([options.python, "-m", "venv", str(venv)], log):
-            result.problem = f"could not create {venv}: {tail(log, 3)}"
-            return None
-        index = ["--extra-index-url", options.torch_index] if options.torch_index else []
-        if run([str(python), "-m", "pip", "install", *index, *wanted], log):
-            result.problem = f"pip could not install {' '.join(wanted)} (see {log})"
-            return None
-        marker.write_text("\n".join(wanted) + "\n")
-    constraints = venv / "matrix-constraints.txt"
-    constraints.write_text("\n".join(wanted) + "\n")
-    if run([str(python), "-m", "pip", "install", "-c", str(constraints), "-e", str(ROOT)], log):
-        result.problem = f"pip could not install the suite (see {log})"
-        return None
-    return python
-
-
-def probe_and_test(python: Path, version: str, options: Options, result: VersionResult, log: Path) -> None:
-    """In the version's environment: observe, fingerprint, then the suite with --junitxml; timed into `result`."""
-    env = {
-        **os.environ,
-        "HYPOTHESIS_PROFILE": options.profile,
-        "HYPOTHESIS_STORAGE_DIRECTORY": str(options.cache / "hypothesis" / f"torch-{version}"),
+def settings() -> dict[str, str]:
+    """The run's settings from the environment: Hypothesis profile and seed, pytest-xdist -n, an extra index for torch."""
+    return {
+        "profile": os.environ.get("MATRIX_PROFILE", "dev"),
+        "seed": os.environ.get("MATRIX_SEED", "0"),
+        "workers": os.environ.get("MATRIX_WORKERS", "auto"),
+        "torch_index": os.environ.get("MATRIX_TORCH_INDEX", ""),
     }
-    env.pop("PYTHONPATH", None)
+
+
+def empty_constraints(results: Path) -> Path:
+    """An empty constraints file: PIP_CONSTRAINT pointing here lifts any cap a pip configuration sets."""
+    path = results / "matrix" / "no-constraints.txt"
+    path.write_text("")
+    return path
+
+
+def installer(session) -> list[str]:
+    """The command that installs into the session's environment: uv pip (uv backend) or the environment's pip."""
+    if session.venv_backend == "uv":
+        return [
+            sys.executable,
+            "-m",
+            "uv",
+            "pip",
+            "install",
+            "--python",
+            str(Path(session.virtualenv.location) / "bin" / "python"),
+        ]
+    return [str(Path(session.virtualenv.location) / "bin" / "python"), "-m", "pip", "install"]
+
+
+def frameworks_conflict(session, version: str, env: Mapping[str, str]) -> str:
+    """'' when `torch==version` and this suite's [frameworks] extra resolve together; else the resolver's reason."""
+    command = installer(session) + ["--dry-run", *requirements(version), "-e", f"{ROOT}[frameworks]"]
+    merged = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    completed = subprocess.run(command, capture_output=True, text=True, env=merged)
+    if completed.returncode == 0:
+        return ""
+    return conflict_reason(completed.stdout + completed.stderr)
+
+
+def conflict_reason(text: str) -> str:
+    """The resolver's reason in a line: 'pytorch-lightning>=2.6.6 needs torch>=2.1.0' (uv and pip), else its last line."""
+    found = re.findall(r"([A-Za-z][A-Za-z0-9_.\[\]-]*(?:(?:==|>=| )[0-9][0-9.]*)?) depends on (torch[<>=!~0-9.,]*[0-9])", text)
+    found = [(who, what) for who, what in found if not who.startswith("grad-accumulation-properties")]
+    if found:
+        return "; ".join(dict.fromkeys(f"{who} needs {what}" for who, what in found))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "the resolver gave no reason"
+
+
+def install(session, version: str, results: Path, options: Mapping[str, str]) -> str:
+    """Install exactly torch==version (and its extra requirements), then the suite, with [frameworks] where it resolves; what became of [frameworks]."""
+    env = {"PIP_CONSTRAINT": str(empty_constraints(results)), "UV_CONSTRAINT": None, "PIP_FIND_LINKS": None}
+    index = ["--extra-index-url", options["torch_index"]] if options["torch_index"] else []
+    session.install(*requirements(version), *index, env=env)
+    conflict = frameworks_conflict(session, version, env)
+    extra = "" if conflict else "[frameworks]"
+    session.install(*requirements(version), "-e", f"{ROOT}{extra}", env=env)
+    return "installed" if not conflict else f"not installed: does not resolve beside torch {version} ({conflict})"
+
+
+def passthrough_frameworks() -> str:
+    """What the running Python has of the [frameworks] extra."""
+    found = [(name, distribution_version(name)) for name in ("transformers", "pytorch-lightning", "accelerate")]
+    present = [f"{name} {v}" for name, v in found if v]
+    return f"the running Python's: {', '.join(present)}" if present else "not installed in the running Python"
+
+
+def shown_path(path: Path) -> str:
+    """`path` relative to the clone when inside it (as the report shows it), else as it is."""
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+
+
+def run_session(session, version: str, results: Path) -> None:
+    """One version in a nox session: install (unless it has no environment), probe, test; write its raw results and the report."""
+    from nox.command import CommandFailed
+
+    options = settings()
+    (results / "matrix").mkdir(parents=True, exist_ok=True)
+    for suffix in RAW:
+        raw(results, version, suffix).unlink(missing_ok=True)
+    passthrough = session.venv_backend == "none"
+    python = sys.executable if passthrough else "python"
+    location = None if passthrough else Path(session.virtualenv.location)
+    record: dict[str, object] = {"version": version, "date": datetime.date.today().isoformat(), "problem": ""}
+    record.update(profile=options["profile"], seed=options["seed"], pytest_args=list(session.posargs), suite=suite_digest())
+    record.update(reused=passthrough, environment=shown_path(location) if location else "", backend=session.venv_backend)
     started = time.perf_counter()
+    try:
+        record["frameworks"] = passthrough_frameworks() if passthrough else install(session, version, results, options)
+    except CommandFailed as error:
+        record["problem"] = f"could not install torch=={version} and the suite ({error.reason})"
+    except Exception as error:  # the record must say why, whatever went wrong
+        record["problem"] = f"the session raised {type(error).__name__}: {error}"
+    record["install_s"] = round(time.perf_counter() - started, 1)
+    if not record["problem"]:
+        record["problem"] = torch_mismatch(session, python, version)
+    if not record["problem"]:
+        record.update(probe_and_test(session, python, version, results, options))
+    record["venv_bytes"] = directory_bytes(location) if location else 0
+    record["python"] = platform.python_version()
+    raw(results, version, "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    found = render_directory(results, versions_in(results), command=f"nox -s matrix-{version}")
+    if found:
+        session.error("the matrix is not green:\n  " + "\n  ".join(found))
+
+
+def torch_mismatch(session, python: str, version: str) -> str:
+    """'' when the session's Python has exactly torch `version` (any local build of it); else what it has."""
+    script = "import importlib.metadata as m\ntry: print(m.version('torch'))\nexcept Exception: print('none')"
+    found = session.run(python, "-c", script, silent=True, log=False).strip().splitlines()[-1]
+    if found != "none" and release(found) == release(version) and RELEASE.match(found.split("+")[0]):
+        return ""
+    return f"asked for torch {version}, the environment has {found}"
+
+
+def probe_and_test(session, python: str, version: str, results: Path, options: Mapping[str, str]) -> dict[str, object]:
+    """observe, fingerprint, then the suite with --junitxml, in the session's Python; the seconds each took and any problem."""
+    from nox.command import CommandFailed
+
+    env = {"HYPOTHESIS_PROFILE": options["profile"], "PYTHONPATH": None}
+    env["HYPOTHESIS_STORAGE_DIRECTORY"] = str(results / "hypothesis" / f"torch-{version}")
+    problem, started = "", time.perf_counter()
     for module, suffix in (("properties.observe", "observed.json"), ("tools.fingerprint", "fingerprint.json")):
-        if run([str(python), "-m", module, "--output", str(options.raw(version, suffix))], log, cwd=ROOT, env=env):
-            result.problem = f"{module} failed: {tail(log, 3)}"
-    result.probe_s = time.perf_counter() - started
-    command = [
-        str(python),
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "-q",
-        "-o",
-        "junit_family=xunit2",
-        f"--junitxml={options.raw(version, 'xml')}",
-        f"--hypothesis-seed={options.seed}",
-    ]
-    command += ["-n", options.workers] if options.workers not in ("", "0") else []
-    result.suite = suite_digest()
-    started = time.perf_counter()
-    status = run(command + list(options.pytest_args), log, cwd=ROOT, env=env)
-    result.test_s = time.perf_counter() - started
-    if status not in (0, 1) and not result.problem:
-        result.problem = f"pytest exited {status}: {tail(log, 3)}"
+        try:
+            session.run(python, "-m", module, "--output", str(raw(results, version, suffix)), env=env)
+        except CommandFailed as error:
+            problem = problem or f"{module} failed ({error.reason})"
+    probe_s, started = time.perf_counter() - started, time.perf_counter()
+    command = [python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-o", "junit_family=xunit2"]
+    command += [f"--junitxml={raw(results, version, 'xml')}", f"--hypothesis-seed={options['seed']}"]
+    command += ["-n", options["workers"]] if options["workers"] not in ("", "0") else []
+    try:
+        session.run(*command, *session.posargs, env=env, success_codes=[0, 1])
+    except CommandFailed as error:
+        problem = problem or f"pytest failed to run ({error.reason})"
+    return {"probe_s": round(probe_s, 1), "test_s": round(time.perf_counter() - started, 1), "problem": problem}
 
 
-def where(python: Path, result: VersionResult) -> str:
-    """How the version's Python was had: the running one, a reused environment, or a new install."""
-    if python == Path(sys.executable):
-        return "the running Python has it"
-    return "reused, suite reinstalled" if result.reused else "installed"
+# ---------------------------------------------------------------- reading results and rendering
 
 
-def run_version(version: str, options: Options, log_dir: Path) -> None:
-    """Install (or reuse), probe and test one version; write its raw results under reports/matrix/."""
-    result = VersionResult(version)
-    log = log_dir / f"torch-{version}.log"
-    log.write_text("")
-    for suffix in ("xml", "observed.json", "fingerprint.json", "run.json"):
-        options.raw(version, suffix).unlink(missing_ok=True)
-    print(f"torch {version}: preparing {options.cache / 'venvs' / f'torch-{version}'}", flush=True)
-    started = time.perf_counter()
-    python = prepare(version, options, result, log)
-    result.install_s = time.perf_counter() - started
-    if python is not None:
-        print(
-            f"torch {version}: {where(python, result)} in {seconds(result.install_s)}",
-            flush=True,
-        )
-        probe_and_test(python, version, options, result, log)
-        result.venv_bytes = 0 if python == Path(sys.executable) else directory_bytes(python.parent.parent)
-        print(
-            f"torch {version}: probed in {seconds(result.probe_s)}, tested in {seconds(result.test_s)} (log: {log})", flush=True
-        )
-    record = {
-        "install_s": round(result.install_s, 1),
-        "test_s": round(result.test_s, 1),
-        "probe_s": round(result.probe_s, 1),
-        "reused": result.reused,
-        "venv_bytes": result.venv_bytes,
-        "suite": result.suite,
-        "problem": result.problem,
-        "profile": options.profile,
-        "seed": options.seed,
-        "pytest_args": list(options.pytest_args),
-        "python": platform.python_version(),
-        "log": str(log.relative_to(ROOT) if log.is_relative_to(ROOT) else log),
-    }
-    options.raw(version, "run.json").write_text(json.dumps(record, indent=2) + "\n")
-    if result.problem:
-        print(f"torch {version}: {result.problem}\n{tail(log)}", flush=True)
-
-
-def load_result(version: str, options: Options) -> VersionResult:
-    """A version's results as `run_version` left them under reports/matrix/ (what is missing stays empty)."""
+def load_result(version: str, results: Path) -> VersionResult:
+    """A version's results as its session left them in `results` (not run when it left none)."""
     result = VersionResult(version)
 
-    def read(suffix: str):
-        path = options.raw(version, suffix)
+    def read(suffix: str) -> Optional[str]:
+        path = raw(results, version, suffix)
         return path.read_text(encoding="utf-8") if path.exists() else None
 
     record = json.loads(read("run.json") or "{}")
-    for name in ("install_s", "test_s", "probe_s", "reused", "venv_bytes", "suite", "problem"):
+    if not record:
+        result.ran, result.problem = False, f"no results in {results / 'matrix'}"
+        return result
+    for name in ("install_s", "test_s", "probe_s", "reused", "venv_bytes", "suite", "problem", "date", "frameworks"):
         if name in record:
             setattr(result, name, record[name])
     result.observed = json.loads(read("observed.json") or "{}")
@@ -677,109 +793,198 @@ def load_result(version: str, options: Options) -> VersionResult:
     if xml:
         result.outcomes = parse_junit(xml)
     elif not result.problem:
-        result.problem = f"no test results in {options.raw(version, 'xml').parent}" if record else "not run"
+        result.problem = "no test results"
     return result
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> tuple[list[str], Options]:
+def versions_in(results: Path) -> list[str]:
+    """The versions with a run record in `results`, oldest first."""
+    found = [p.name[len("torch-") : -len(".run.json")] for p in (results / "matrix").glob("torch-*.run.json")]
+    return sorted(found, key=release)
+
+
+def render_directory(
+    results: Path, versions: Sequence[str], *, command: str, context: Optional[Mapping[str, str]] = None
+) -> list[str]:
+    """Write results/matrix.md for `versions` from what `results` holds, print one line per version; the findings."""
+    loaded = [load_result(version, results) for version in versions]
+    runs = [json.loads(raw(results, v, "run.json").read_text()) for v in versions if raw(results, v, "run.json").exists()]
+    recorded = runs[0] if runs else settings()
+    pytest_args = recorded.get("pytest_args", [])
+    header = {
+        "date": datetime.date.today().isoformat(),
+        "Python": recorded.get("python", platform.python_version()),
+        "Hypothesis profile": f"{recorded.get('profile')}, --hypothesis-seed={recorded.get('seed')}",
+        **(context or {}),
+    }
+    command += " -- " + " ".join(pytest_args) if pytest_args else ""
+    (results / "matrix.md").write_text(render(loaded, command=command, context=header), encoding="utf-8")
+    for r in loaded:
+        state = "not run" if not r.ran else ("green" if r.green else "RED")
+        print(
+            f"torch {r.version}: {state}; {r.count('passed')} passed, {r.count('failed')} failed, {r.count('error')} errors, "
+            f"{r.count('skipped')} skipped; install {seconds(r.install_s)}, tests {seconds(r.test_s)}, probes {seconds(r.probe_s)}"
+        )
+    print(f"report: {results / 'matrix.md'}")
+    return findings(loaded)
+
+
+# ---------------------------------------------------------------- the front door
+
+
+def nox_command(version: str, options: argparse.Namespace) -> list[str]:
+    """`nox -s matrix-VERSION` from the running Python, environments under CACHE/nox, reused when there."""
+    command = [sys.executable, "-m", "nox", "--noxfile", str(ROOT / "noxfile.py"), "--envdir", str(Path(options.cache) / "nox")]
+    return command + ["--reuse-venv", "yes", "-s", f"matrix-{version}", "--", *options.pytest_args]
+
+
+def runs_here(version: str, options: argparse.Namespace) -> bool:
+    """Whether the running Python has torch `version` and this suite, so the session needs no environment of its own."""
+    torch = distribution_version("torch")
+    if options.no_running_python or torch is None or release(torch) != release(version):
+        return False
+    return distribution_version("grad-accumulation-properties") is not None
+
+
+def run_version(version: str, results: Path, options: argparse.Namespace) -> None:
+    """One version's nox session, its output in CACHE/logs; its environment removed afterwards when asked."""
+    env = {**os.environ, VERSIONS_ENV: version, RESULTS_ENV: str(results), "MATRIX_PROFILE": options.profile}
+    env.update(MATRIX_SEED=options.seed, MATRIX_WORKERS=options.workers, MATRIX_TORCH_INDEX=options.torch_index)
+    if runs_here(version, options):
+        env["NOX_DEFAULT_VENV_BACKEND"] = "none"
+    log = Path(options.cache) / "logs" / f"torch-{version}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"torch {version}: {' '.join(nox_command(version, options)[1:])} (log: {log})", flush=True)
+    with log.open("w", encoding="utf-8") as handle:
+        subprocess.run(nox_command(version, options), stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    record = raw(results, version, "run.json")
+    location = json.loads(record.read_text()).get("environment", "") if record.exists() else ""
+    if options.remove and location:
+        shutil.rmtree(ROOT / location, ignore_errors=True)
+        print(f"torch {version}: removed {ROOT / location}", flush=True)
+
+
+def latest_run(cache: Path) -> Optional[Path]:
+    """The newest run directory under CACHE/runs (None on a fresh checkout)."""
+    runs = sorted(p for p in (cache / "runs").glob("*") if p.is_dir())
+    return runs[-1] if runs else None
+
+
+def chosen_versions(options: argparse.Namespace, results: Optional[Path]) -> list[str]:
+    """The named versions; else, re-rendering, those the run meant to run; else --all's release line or the default set."""
+    if options.versions:
+        return list(dict.fromkeys(options.versions))
+    planned = results / "versions.txt" if results else None
+    if options.render_only and planned and planned.exists():
+        return planned.read_text().split()
+    offered = index_versions()
+    return release_line(offered) if options.all else default_versions(offered)
+
+
+def update_reports(results: Path, reports: Path) -> None:
+    """Replace the committed raw results and matrix.md with this run's, and only this run's."""
+    (reports / "matrix").mkdir(parents=True, exist_ok=True)
+    for old in (reports / "matrix").glob("torch-*"):
+        old.unlink()
+    for new in (results / "matrix").glob("torch-*"):
+        if new.name.endswith(tuple(RAW)):
+            copy_relative(new, reports / "matrix" / new.name)
+    copy_relative(results / "matrix.md", reports / "matrix.md")
+
+
+def copy_relative(source: Path, target: Path) -> None:
+    """Copy a text file, paths inside the clone (tracebacks, logs) written relative to it."""
+    target.write_text(source.read_text(encoding="utf-8").replace(f"{ROOT}/", ""), encoding="utf-8")
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """The command line; arguments after -- go to pytest."""
     parser = argparse.ArgumentParser(
         prog="python -m tools.matrix",
         description=__doc__.splitlines()[0],
         epilog="Arguments after -- go to pytest, e.g. -- -k zero_grad",
     )
+    parser.add_argument("versions", nargs="*", help=f"torch versions (default: {OLDEST}, {PINNED} and the newest on the index)")
+    parser.add_argument("--all", action="store_true", help=f"the latest patch of every minor release from {OLDEST} to the newest")
+    parser.add_argument("--list", action="store_true", help="only print the versions that would run")
+    parser.add_argument("--github-output", help="with --list: append torch=<JSON list> and list=<versions> to this file")
+    parser.add_argument("--keep", action="store_true", help="with --all: keep each environment (default: removed after its run)")
+    parser.add_argument("--remove", action="store_true", help="remove each environment after its run")
     parser.add_argument(
-        "versions",
-        nargs="*",
-        help=f"torch versions (default: {' '.join(DEFAULT_VERSIONS)}; "
-        "with --render-only, those with results in the reports folder)",
+        "--cache", default=str(ROOT / ".matrix"), help="environments, logs and runs live here (default: %(default)s)"
     )
-    parser.add_argument("--cache", default=str(ROOT / ".matrix"), help="environments live here (default: %(default)s)")
     parser.add_argument(
-        "--reports",
-        default=None,
-        help="matrix.md and matrix/ go here (default: a new .matrix/runs/DATE-TIME/; reports/ with --update-reports or --render-only)",
+        "--results", help="the run directory (default: a new CACHE/runs/DATE-TIME; with --render-only, the latest)"
     )
-    parser.add_argument("--update-reports", action="store_true", help="write the committed reports/matrix.md and reports/matrix/")
+    parser.add_argument("--update-reports", action="store_true", help="then copy this run's results into the committed reports/")
+    parser.add_argument(
+        "--render-only", action="store_true", help="only rewrite matrix.md from the results the run directory holds"
+    )
     parser.add_argument("--no-running-python", action="store_true", help="never run a version in the running Python")
-    parser.add_argument("--python", default=sys.executable, help="interpreter the environments are made from")
     parser.add_argument("--profile", default="dev", help="Hypothesis profile (default: %(default)s)")
     parser.add_argument("--seed", default="0", help="--hypothesis-seed, the same for every version (default: 0)")
     parser.add_argument("--workers", default="auto", help="pytest-xdist -n (0: no xdist; default: auto)")
-    parser.add_argument("--torch-index", default="", help="extra pip index for torch, e.g. https://download.pytorch.org/whl/cpu")
-    parser.add_argument("--reinstall", action="store_true", help="reinstall torch even where an environment has it")
-    parser.add_argument("--render-only", action="store_true", help="only rewrite matrix.md from the raw results")
-    parser.add_argument("--min-free-gb", type=float, default=8.0, help="refuse a new install below this free disk")
+    parser.add_argument("--torch-index", default="", help="extra index for torch, e.g. https://download.pytorch.org/whl/cpu")
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:cut])
-    if args.reports:
-        reports = Path(args.reports)
-    elif args.update_reports or args.render_only:
-        reports = ROOT / "reports"
-    else:
-        reports = Path(args.cache) / "runs" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    options = Options(
-        Path(args.cache).resolve(),
-        reports.resolve(),
-        args.python,
-        args.profile,
-        args.seed,
-        args.workers,
-        args.torch_index,
-        args.reinstall,
-        args.render_only,
-        args.min_free_gb,
-        tuple(argv[cut + 1 :]),
-        not args.no_running_python,
-    )
-    return list(dict.fromkeys(args.versions or default_versions(options))), options
+    options = parser.parse_args(argv[:cut])
+    options.pytest_args = tuple(argv[cut + 1 :])
+    options.remove = options.remove or (options.all and not options.keep)
+    return options
 
 
-def default_versions(options: Options) -> list[str]:
-    """DEFAULT_VERSIONS; with --render-only, the versions that have results in the reports folder, oldest first."""
-    if not options.render_only:
-        return list(DEFAULT_VERSIONS)
-    found = [p.name[len("torch-") : -len(".run.json")] for p in (options.reports / "matrix").glob("torch-*.run.json")]
-    return sorted(found, key=release) or list(DEFAULT_VERSIONS)
+def github_output(versions: Sequence[str], path: str) -> None:
+    """Append the versions as GitHub Actions step outputs: torch (a JSON list, for a job matrix) and list (space-separated)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(f"torch={json.dumps(list(versions))}\nlist={' '.join(versions)}\n")
+
+
+def deliver_sigint() -> None:
+    """Let SIGINT reach the sessions' processes even when this one was started with it ignored (a shell's `cmd &`)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    versions, options = parse_args(argv)
+    """Run (or, --render-only, re-render) the matrix; 1 when a version did not run, failed, XPASSes or its fingerprint differs."""
+    options = parse_args(argv)
+    cache = Path(options.cache).resolve()
+    if options.render_only:
+        results = Path(options.results).resolve() if options.results else latest_run(cache)
+    else:
+        results = (
+            Path(options.results).resolve()
+            if options.results
+            else cache / "runs" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        )
+    versions = chosen_versions(options, results)
+    if options.list:
+        print(" ".join(versions))
+        if options.github_output:
+            github_output(versions, options.github_output)
+        return 0
+    if results is None:
+        results = cache / "empty-run"
+        print(f"no run directory under {cache / 'runs'}: nothing has run", flush=True)
     started = time.perf_counter()
     if not options.render_only:
-        (options.cache / "venvs").mkdir(parents=True, exist_ok=True)
-        (options.cache / ".gitignore").write_text("*\n")
-    (options.reports / "matrix").mkdir(parents=True, exist_ok=True)
-    if not options.render_only:
-        (options.cache / "logs").mkdir(exist_ok=True)
+        deliver_sigint()  # the suite checks how a run stops on SIGINT: an ignored SIGINT would be inherited
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / ".gitignore").write_text("*\n")
+        (results / "matrix").mkdir(parents=True, exist_ok=True)
+        (results / "versions.txt").write_text(" ".join(versions) + "\n")
         for version in versions:
-            run_version(version, options, options.cache / "logs")
-    total = time.perf_counter() - started
-    results = [load_result(version, options) for version in versions]
-    runs = [options.raw(version, "run.json") for version in versions if options.raw(version, "run.json").exists()]
-    recorded = json.loads(runs[0].read_text()) if options.render_only and runs else {}
-    profile, seed = recorded.get("profile", options.profile), recorded.get("seed", options.seed)
-    pytest_args = recorded.get("pytest_args", options.pytest_args)
-    command = "python -m tools.matrix " + " ".join(versions)
-    command += " -- " + " ".join(pytest_args) if pytest_args else ""
-    context = {
-        "date": datetime.date.today().isoformat(),
-        "Python": recorded.get("python", platform.python_version()),
-        "Hypothesis profile": f"{profile}, --hypothesis-seed={seed}",
-    }
-    if not options.render_only:
-        context["total time"] = seconds(total)
-    report = options.reports / "matrix.md"
-    report.write_text(render(results, command=command, context=context), encoding="utf-8")
-    for r in results:
-        print(
-            f"torch {r.version}: {'green' if r.green else 'RED'}; {r.count('passed')} passed, "
-            f"{r.count('failed')} failed, {r.count('error')} errors, {r.count('skipped')} skipped; "
-            f"install {seconds(r.install_s)}{' (reused)' if r.reused else ''}, tests {seconds(r.test_s)}, "
-            f"probes {seconds(r.probe_s)}"
-        )
-    print(f"report: {report}" + ("" if options.render_only else f"\ntotal time: {seconds(total)}"))
-    return 0 if all(r.green for r in results) else 1
+            run_version(version, results, options)
+    context = {} if options.render_only else {"total time": seconds(time.perf_counter() - started)}
+    command = "python -m tools.matrix " + ("--all" if options.all and not options.versions else " ".join(versions))
+    (results / "matrix").mkdir(parents=True, exist_ok=True)
+    found = render_directory(results, versions, command=command, context=context)
+    if options.update_reports:
+        update_reports(results, ROOT / "reports")
+        print(f"copied into {ROOT / 'reports'}")
+    for line in found:
+        print(f"matrix not green: {line}")
+    return 1 if found else 0
 
 
 if __name__ == "__main__":
