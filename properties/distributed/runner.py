@@ -83,6 +83,7 @@ def run_all(world, props: list[Property], *, examples: int, seed: int, echo=prin
             results.append(run_property(world, prop, examples=examples, seed=seed, echo=echo))
         except WorldBroken as broken:
             text, seconds = str(broken), round(time.monotonic() - started, 2)
+            echo(f"{prop.family}.{prop.name} FAILED:\n{text}")
             results.append(Result(prop.family, prop.name, "failed", 0, seconds, text, text.splitlines()[0]))
             reason = f"not run: the group broke in {prop.family}.{prop.name}"
             results += [Result(p.family, p.name, "not run", message=reason, headline=reason) for p in props[index + 1 :]]
