@@ -67,7 +67,8 @@ def run_property(world, prop: Property, *, examples: int, seed: int, echo=print)
     except WorldBroken:
         raise
     except Exception as error:  # noqa: BLE001 - the property's verdict
-        text = "\n".join([*lines, *getattr(error, "__notes__", []), f"{type(error).__name__}: {error}"])
+        failures = [error, *getattr(error, "exceptions", ())]  # Hypothesis groups distinct failures, each with its example
+        text = "\n".join([*lines, *("\n".join([*getattr(e, "__notes__", []), f"{type(e).__name__}: {e}"]) for e in failures)])
         echo(f"{prop.family}.{prop.name} FAILED:\n{text}")
         headline = f"{type(error).__name__}: {error}".splitlines()[0]
         return Result(prop.family, prop.name, "failed", runs, round(time.monotonic() - started, 2), text, headline)
