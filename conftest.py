@@ -65,6 +65,7 @@ SLOW_FIRST = (
     "tests/test_distributed",
     "tests/test_fsdp.py",
     "tests/test_pipeline.py",
+    "tests/test_torchrun.py",
 )
 """Modules whose tests take seconds each (subprocesses, compilation, rank pools, frameworks): started first, so that
 pytest-xdist's workers do not finish the quick tests and then wait on one long test at the end."""

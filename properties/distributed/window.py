@@ -20,7 +20,7 @@ LOOPS = {
     "loss-over-k": "loss of micro-batch j divided by k (the mean of micro-batch means), whatever the sizes",
     "forward-outside-no-sync": "forward outside no_sync(), only backward inside (DDP then still synchronises)",
 }
-FAULTS = {"exit": "os._exit(3)", "hang": "sleeps for an hour"}
+FAULTS = {"exit": "os._exit(3)", "hang": "sleeps for an hour", "raise": "raises RuntimeError"}
 
 NumpyGrads = dict[str, "np.ndarray | None"]
 Syncs = tuple[tuple[int, tuple[str, ...]], ...]
@@ -68,6 +68,8 @@ def misbehave(fault: Fault | None, rank: int) -> None:
         return
     if fault.action == "exit":
         os._exit(3)
+    if fault.action == "raise":
+        raise RuntimeError(f"injected fault: rank {rank} raises before the synchronised backward")
     time.sleep(3600)
 
 

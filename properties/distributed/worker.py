@@ -69,6 +69,11 @@ def join(rank: int, world_size: int, port: int, timeout_s: float) -> dict[int, o
     timeout = timedelta(seconds=timeout_s)
     store = dist.TCPStore(HOST, port, is_master=False, timeout=timeout)
     dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size, timeout=timeout)
+    return groups_by_size(world_size, timeout)
+
+
+def groups_by_size(world_size: int, timeout: timedelta) -> dict[int, object]:
+    """The joined world and one subgroup of ranks 0…w−1 for each w in 2…W−1 (every rank must call it)."""
     groups = {world_size: dist.group.WORLD}
     for size in range(2, world_size):
         groups[size] = dist.new_group(list(range(size)), timeout=timeout)
