@@ -35,6 +35,11 @@ def check_inputs(x) -> None:
         raise InvalidArgument(f"the tensors in a dataset's x mapping need the same number of rows: {shapes}")
 
 
+def named(x: Inputs, name: str) -> list[tuple[str, torch.Tensor]]:
+    """(label, tensor) for each tensor x holds: [("x", x)], or [("x['input_ids']", …), …] for a mapping."""
+    return [(f"{name}[{key!r}]", value) for key, value in x.items()] if isinstance(x, Mapping) else [(name, x)]
+
+
 def rows(x: Inputs) -> int:
     """The number of rows: the first dimension of x (of every tensor in a mapping)."""
     return len(tensors(x)[0])

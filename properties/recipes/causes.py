@@ -201,9 +201,7 @@ def known_mistakes(example, i: int, expected) -> list[tuple[G.GradMap, str]]:
                 clipped(G.combine(expected.row_weighted_parts()), example.clip_norm),
                 f"each micro-batch's mean loss was weighted by its rows mⱼ/n {sizes}, not by the items the loss counts "
                 f"{counts} ({example.loss!r}): the mean over rows of per-micro-batch means is not the mean over the "
-                "window's counted items when micro-batches count different numbers of them (padding, ignore_index); "
-                "weight micro-batch j by cⱼ / c_window (its counted items over the window's), or sum the loss and divide "
-                "by the window's count",
+                f"window's counted items when micro-batches count different numbers of them (padding, ignore_index); {FIX_COUNTED}",
             )
         )
     summed = G.combine([part for _, part in expected.parts])

@@ -89,9 +89,8 @@ def describe_data_change(given, before: list, copies: list) -> str | None:
     for j, (now, item, (x0, y0)) in enumerate(zip(given, before, copies), start=1):
         if now is not item:
             return f"micro-batch {j} in the list was replaced by another object"
-        xs = item[0].items() if isinstance(item[0], dict) else [(None, item[0])]
-        named = [(f"x[{key!r}]" if key is not None else "x", t, x0[key] if key is not None else x0) for key, t in xs]
-        for what, tensor, original in [*named, ("y", item[1], y0)]:
+        given_now, copied = [*batches.named(item[0], "x"), ("y", item[1])], [*batches.named(x0, "x"), ("y", y0)]
+        for (what, tensor), (_, original) in zip(given_now, copied):
             if tensor.shape != original.shape or tensor.dtype != original.dtype:
                 was, now = f"{tuple(original.shape)} {original.dtype}", f"{tuple(tensor.shape)} {tensor.dtype}"
                 return f"micro-batch {j}'s {what} was changed in place: {was} → {now}"
