@@ -1,5 +1,7 @@
 """The version table answers for each torch version (a torch that breaks it: tests/meta/test_version_controls.py)."""
 
+import sys
+
 import pytest
 
 from properties import observe, versions
@@ -77,3 +79,11 @@ def test_a_property_needing_a_newer_torch_is_skipped_with_the_reason(monkeypatch
     assert mark.kwargs["reason"] == (
         f"torch {versions.version_text(version)}: Tensor.register_post_accumulate_grad_hook exists only from torch 2.1.0"
     )
+
+
+def test_a_torch_without_pipelining_skips_the_pipeline_family_with_the_reason(monkeypatch):
+    from properties.distributed import pipeline
+
+    monkeypatch.setitem(sys.modules, "torch.distributed.pipelining", None)  # what torch < 2.4 does: no such module
+    reason = pipeline.unavailable_reason()
+    assert reason is not None and "has no torch.distributed.pipelining" in reason, reason

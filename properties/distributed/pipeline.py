@@ -9,6 +9,7 @@ parameters are compared with the same-named slice of the one-process full-batch 
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +67,7 @@ def unavailable_reason() -> str | None:
     if reason is not None:
         return reason
     try:
-        import torch.distributed.pipelining  # noqa: F401
+        importlib.import_module("torch.distributed.pipelining")  # an `import torch.…` here would make torch local
     except Exception as error:  # noqa: BLE001 - any import failure means no pipelining here
         return f"torch {torch.__version__} has no torch.distributed.pipelining (public from torch {MINIMUM}): {error}"
     return None
