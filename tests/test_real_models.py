@@ -72,6 +72,7 @@ def through_submodules(model, optimizer, micro_batches, loss_fn, accumulation_st
         optimizer.zero_grad()
 
 
+@pytest.mark.commands
 def test_the_readme_s_real_model_example_passes_for_the_loop_written_the_hugging_face_way(tmp_path):
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("## Check it on your own model", 1)[1]
@@ -190,6 +191,7 @@ def mean_over_k(model, optimizer, micro_batches, loss_fn, accumulation_steps):
 """
 
 
+@pytest.mark.commands
 def test_pytest_recipe_with_a_model_loss_and_data_gives_the_same_verdicts_from_the_command_line(tmp_path):
     (tmp_path / "mymodel.py").write_text(textwrap.dedent(MODULE), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_PROFILE"}
@@ -251,6 +253,7 @@ def test_accelerate_and_lightning_run_an_unmodified_llama_and_show_their_registe
     assert deviation.value.deviation.framework == framework and deviation.value.deviation.behaviour == "means ÷ k"
 
 
+@pytest.mark.commands
 def test_pytest_framework_checks_your_model_under_the_framework_from_the_command_line(tmp_path):
     (tmp_path / "mymodel.py").write_text(textwrap.dedent(MODULE), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_PROFILE"}

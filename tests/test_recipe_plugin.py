@@ -33,6 +33,7 @@ def run(command: list, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.commands
 def test_pytest_recipe_exits_1_on_a_wrong_loop_and_says_which_property_broke_and_why():
     done = run(
         [
@@ -56,6 +57,7 @@ def test_pytest_recipe_exits_1_on_a_wrong_loop_and_says_which_property_broke_and
     assert "test_zero_grad" not in done.stdout and "1 failed, 4 passed" in done.stdout.splitlines()[-1]
 
 
+@pytest.mark.commands
 def test_a_users_module_in_its_own_directory_is_checked_by_the_pytest_command(tmp_path):
     (tmp_path / "mymodule.py").write_text(textwrap.dedent(USER_MODULE))
     script = shutil.which("pytest", path=str(Path(sys.executable).parent))
@@ -76,6 +78,7 @@ def breaks(model, optimizer, micro_batches, loss_fn, accumulation_steps):
 """
 
 
+@pytest.mark.commands
 def test_a_recipe_that_raises_fails_once_with_its_exception_and_every_other_property_says_why_it_skipped(tmp_path):
     (tmp_path / "raising.py").write_text(textwrap.dedent(RAISING_MODULE))
     done = run(

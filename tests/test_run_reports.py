@@ -61,7 +61,9 @@ def run(pytester, source: str, *args: str):
         settings.load_profile(profile)
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+@pytest.mark.parametrize(
+    "workers", [pytest.param([], id="serial"), pytest.param(["-n", "2"], id="xdist", marks=pytest.mark.commands)]
+)
 def test_the_summary_of_a_finished_run_says_complete_and_lists_reasons_versions_and_the_commit(pytester, workers):
     path = pytester.path / "summary.json"
     run(pytester, OUTCOMES, f"--summary-json={path}", *workers).assert_outcomes(passed=1, failed=1, skipped=1, xfailed=1)
@@ -75,6 +77,7 @@ def test_the_summary_of_a_finished_run_says_complete_and_lists_reasons_versions_
     assert "commit" in summary and summary["failed_tests"] == ["test_sample.py::test_fails"]
 
 
+@pytest.mark.commands
 def test_a_run_interrupted_by_sigint_writes_complete_false(pytester):
     pytester.makeconftest(ROOT_CONFTEST.read_text(encoding="utf-8"))
     pytester.makepyfile(test_sample=INTERRUPTS_ITSELF)
@@ -85,6 +88,7 @@ def test_a_run_interrupted_by_sigint_writes_complete_false(pytester):
     assert summary["complete"] is False and summary["collected"] == 2 and summary["counts"]["failed"] == 0
 
 
+@pytest.mark.commands
 def test_a_ci_junit_report_under_xdist_has_the_runs_properties_and_each_failure_its_reproduce_command(pytester):
     path = pytester.path / "junit.xml"
     run(pytester, OUTCOMES, "--hypothesis-profile=ci", f"--junitxml={path}", "-n", "2").assert_outcomes(

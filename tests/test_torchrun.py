@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from properties import profiles
 from properties.distributed import unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,19 +31,6 @@ LAUNCH_TIMEOUT_S = 300
 SEED = 4
 TOKEN = "PROPERTIES_TORCHRUN_TEST_TOKEN"
 MUTANT = "ddp-no-sync-does-nothing"
-
-
-def selected(config) -> bool:
-    """Whether the run asked for these tests: a -m expression naming torchrun or distributed, or the thorough profile."""
-    markexpr = config.getoption("markexpr", default="") or ""
-    return profiles.thorough() or bool(re.search(r"\b(torchrun|distributed)\b", markexpr) and "not " not in markexpr)
-
-
-@pytest.fixture(autouse=True)
-def only_when_selected(request):
-    """Skip, with the reason, in a plain `pytest -n auto`: each test launches torchrun (5–30 s)."""
-    if not selected(request.config):
-        pytest.skip("starts torchrun (seconds per test): run with -m torchrun, -m distributed or HYPOTHESIS_PROFILE=thorough")
 
 
 pytestmark = [

@@ -100,6 +100,7 @@ def test_the_reproduce_line_names_the_registered_profile_not_a_generated_verbosi
     assert arguments[1:] == ["--hypothesis-profile=ci"], arguments
 
 
+@pytest.mark.commands
 def test_pytest_xdist_workers_draw_from_the_seed_the_controller_prints(pytester):
     result = run(pytester, FAILS_ON_ITS_FIRST_LARGE_DRAW, "--hypothesis-profile=dev", "-n", "2")
     result.assert_outcomes(failed=1)
