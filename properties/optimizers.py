@@ -11,6 +11,8 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.strategies import SearchStrategy
 from torch import nn
 
+from properties.lazy import lazy_strategy
+
 DEFAULTS: dict[str, dict[str, Any]] = {
     "SGD": dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False),
     "Adam": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False),
@@ -84,6 +86,7 @@ def named_state(optimizer: torch.optim.Optimizer, model: nn.Module) -> StateMap:
     return result
 
 
+@lazy_strategy
 def sgd_specs(*, momentum: bool | None = None, nesterov: bool | None = None) -> SearchStrategy[OptimizerSpec]:
     """SGD with lr, momentum, dampening, Nesterov and weight decay drawn (momentum or Nesterov forced on or off if asked)."""
 
@@ -102,6 +105,7 @@ def sgd_specs(*, momentum: bool | None = None, nesterov: bool | None = None) -> 
     return draw_sgd()
 
 
+@lazy_strategy
 def adam_specs(name: str = "Adam") -> SearchStrategy[OptimizerSpec]:
     """Adam or AdamW with lr, betas, weight decay and amsgrad drawn."""
     if name not in ("Adam", "AdamW"):
@@ -129,6 +133,7 @@ FAMILIES = {
 }
 
 
+@lazy_strategy
 def optimizer_specs(names: Sequence[str] = NAMES) -> SearchStrategy[OptimizerSpec]:
     """Any of the named optimizers with drawn hyper-parameters; SGD first, so failures shrink to it."""
     choices = {"SGD": sgd_specs(), "Adam": adam_specs("Adam"), "AdamW": adam_specs("AdamW")}

@@ -16,6 +16,7 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.strategies import SearchStrategy
 
 from properties.case import Case
+from properties.lazy import lazy_strategy
 from properties.models import ACTIVATIONS, KINDS, LAYOUTS, ModelSpec
 
 T = TypeVar("T")
@@ -90,6 +91,7 @@ def runnable(case: Case) -> bool:
     return True
 
 
+@lazy_strategy
 def dtypes(*, low_precision: bool = True, device: str = "cpu") -> SearchStrategy[torch.dtype]:
     """float64 first (failures shrink to it), then the low-precision dtypes this torch supports on `device`."""
     allowed = [d for d in supported_dtypes(device) if low_precision or d == torch.float64]
@@ -98,6 +100,7 @@ def dtypes(*, low_precision: bool = True, device: str = "cpu") -> SearchStrategy
     return st.sampled_from(allowed)
 
 
+@lazy_strategy
 def seeds() -> SearchStrategy[int]:
     """Seeds for tensor values; shrink towards 0."""
     return st.integers(0, 2**16 - 1)
@@ -119,6 +122,7 @@ def large(draw) -> bool:
     return draw(st.integers(0, LARGE_SHARE - 1)) == LARGE_SHARE - 1
 
 
+@lazy_strategy
 def batch_splits(
     *,
     min_k: ValueOrStrategy[int] = 1,
@@ -150,6 +154,7 @@ def _batch_splits(draw, min_k, max_k, max_size, large_size) -> tuple[int, ...]:
     return tuple(draw(st.lists(st.integers(1, biggest), min_size=lo, max_size=hi)))
 
 
+@lazy_strategy
 def step_counts(
     *,
     min_value: ValueOrStrategy[int] = 1,
@@ -176,6 +181,7 @@ def _step_counts(draw, min_value, max_value, large_value) -> int:
     return draw(st.integers(lo, most if most is not None and most > hi and large(draw) else hi))
 
 
+@lazy_strategy
 def model_specs(
     kinds: ValueOrStrategy[Sequence[str]] = KINDS,
     *,
@@ -271,6 +277,7 @@ def _model_specs(draw, kinds, max_features, large_features, activations, bias, s
     return ModelSpec(**{**spec.__dict__, **replaced})
 
 
+@lazy_strategy
 def cases(
     *,
     models: ValueOrStrategy[ModelSpec] = model_specs(),

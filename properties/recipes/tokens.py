@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from torch import nn
 
+from properties.lazy import lazy_strategy
 from properties.recipes.losses import IGNORE_INDEX
 from properties.strategies import ValueOrStrategy, as_strategy, check_integer, seeds
 
@@ -27,6 +28,7 @@ def padded(lengths: tuple[int, ...], width: int, vocab: int, seed: int, ignore_i
     return x, y
 
 
+@lazy_strategy
 def token_sequences(
     *,
     vocab: ValueOrStrategy[int] = 8,
@@ -106,6 +108,7 @@ def causal_lm_batch(lengths: tuple[int, ...], vocab: int, pad_token_id: int, see
     return x, labels
 
 
+@lazy_strategy
 def causal_lm_sequences(
     *,
     vocab: ValueOrStrategy[int] = 16,

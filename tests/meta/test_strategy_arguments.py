@@ -59,6 +59,27 @@ def test_step_counts_takes_a_strategy_for_each_bound():
 
 
 @pytest.mark.parametrize("argument, call", BAD_CALLS, ids=[f"{a}-{i}" for i, (a, _) in enumerate(BAD_CALLS)])
-def test_a_strategy_given_a_nonsense_argument_raises_invalid_argument_naming_it(argument, call):
+def test_a_strategy_given_a_nonsense_argument_raises_invalid_argument_naming_it_when_first_used(argument, call):
+    strategy = call()  # lazily, as Hypothesis' own strategies: building it raises nothing
     with pytest.raises(InvalidArgument, match=argument):
-        call()
+        strategy.validate()
+
+    @given(call())
+    def draws(value):
+        pass
+
+    with pytest.raises(InvalidArgument, match=argument):
+        draws()
+
+
+def test_a_strategy_that_is_never_drawn_does_no_work():
+    from properties import strategies
+
+    probed = strategies.supported_dtypes.cache_info().currsize
+    strategies.supported_dtypes.cache_clear()
+    try:
+        strategies.dtypes(device="a device that does not exist")  # probing it would fail
+        assert strategies.supported_dtypes.cache_info().currsize == 0
+    finally:
+        if probed:
+            strategies.supported_dtypes("cpu")
