@@ -87,6 +87,17 @@ def test_check_recipe_rejects_each_common_wrong_loop_with_a_shrunk_counterexampl
     assert replayed.value.property == error.property
 
 
+def test_shrink_false_reports_the_first_failing_example_as_drawn_and_says_so():
+    bug = CORE_BUGS[0]
+    with pytest.raises(RecipeError) as raised:
+        check_recipe(bug.recipe, **{**bug.options, "shrink": False})
+    message = str(raised.value)
+    assert message.splitlines()[1].startswith("  counterexample (as drawn: shrink=False): "), message
+    assert "shrink=False)" in message.split("reproduce: ", 1)[1], message
+    with pytest.raises(RecipeError):
+        check_example(bug.recipe, raised.value.example)
+
+
 @pytest.mark.parametrize("misbehaving", MISBEHAVING, ids=repr)
 def test_a_misbehaving_recipe_gets_an_error_naming_what_it_did_never_a_pass(misbehaving):
     with pytest.raises(RecipeError) as raised:

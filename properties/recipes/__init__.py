@@ -53,7 +53,8 @@ def check_recipe(recipe, **options):
     per optimizer step taken); scaler=True with scaler= a CPU GradScaler, while some micro-batches get
     an inf target (a window holding one is skipped whole and the scale backs off once).
     all_failures=True searches on after the first failing property and reports every failing
-    property, each with its own shrunk counterexample (slower, only when the recipe fails).
+    property, each with its own shrunk counterexample (slower, only when the recipe fails). shrink=False reports the
+    first failing example as drawn, unshrunk: a verdict sooner, a larger counterexample.
     """
     __tracebackhide__ = True
     from properties.recipes.search import run_check

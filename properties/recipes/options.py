@@ -32,6 +32,7 @@ class RecipeOptions:
     data: object = None
     output: object = None
     all_failures: bool = False
+    shrink: bool = True
 
     @classmethod
     def of(cls, **options) -> "RecipeOptions":

@@ -85,13 +85,14 @@ def check_example(recipe: Callable, example: RecipeCase, properties: tuple[Recip
 
 
 def search_settings(options: RecipeOptions) -> settings:
-    """Derandomized, no database, no deadline, one bug per search: the same examples on every run, shrunk on failure."""
+    """Derandomized, no database, no deadline, one bug per search: the same examples on every run, shrunk on failure
+    (unless options.shrink is False: the first failing example, as drawn)."""
     return settings(
         max_examples=options.max_examples,
         database=None,
         derandomize=True,
         deadline=None,
-        phases=(Phase.generate, Phase.shrink),
+        phases=(Phase.generate, Phase.shrink) if options.shrink else (Phase.generate,),
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=False,
     )
@@ -190,4 +191,5 @@ def shrunk_error(recipe: Callable, options: RecipeOptions, example: RecipeCase, 
         f"\n  reproduce: check_recipe({call}) draws the same examples on every run (derandomized); "
         "check_example(recipe, error.example) replays this one"
     )
-    return error_for(recipe, observation, failures, "counterexample (shrunk)", tail)
+    found = "counterexample (shrunk)" if options.shrink else "counterexample (as drawn: shrink=False)"
+    return error_for(recipe, observation, failures, found, tail)
