@@ -56,6 +56,26 @@ COMPILED_ADAM_FLOAT32_STEP = Deviation(
 )
 
 
+def _single_tensor_sgd_with_momentum(spec) -> bool:
+    """An OptimizerSpec for SGD with momentum and the single-tensor implementation (foreach unset or False, as on CPU)."""
+    return getattr(spec, "name", None) == "SGD" and spec["momentum"] != 0 and not spec.options.get("foreach")
+
+
+COMPILED_SGD_MOMENTUM_STEP = Deviation(
+    name="compiled SGD step with momentum",
+    configuration="torch.compile(optimizer.step) for SGD(momentum≠0) with the single-tensor implementation "
+    "(foreach unset on CPU, or False)",
+    behaviour="dynamo raises InternalTorchDynamoError: list index out of range at `buf = momentum_buffer_list[i]` in "
+    "_single_tensor_sgd, on the first compiled step (momentum 0, and foreach=True, compile and step right)",
+    since="2.1.0",
+    fixed="2.3.0",
+    link="https://github.com/pytorch/pytorch/issues/116061; checked here (CPU, Python 3.11, aot_eager and eager "
+    "backends alike): 2.1.2 and 2.2.2 affected, 2.3.1 and 2.13.0 not; 2.0.1 not checkable (torch.compile refuses "
+    "Python 3.11), so `since` is the first version that compiles here",
+    applies=_single_tensor_sgd_with_momentum,
+)
+
+
 def _static_graph_first_window_under_no_sync(case) -> bool:
     """A DistributedCase whose DDP has static_graph=True and whose first iteration runs backward inside no_sync()."""
     options = getattr(case, "options", None)
@@ -172,6 +192,7 @@ PIPELINE_SCALE_GRADS_ACROSS_STEPS = Deviation(
 
 DEVIATIONS = (
     COMPILED_ADAM_FLOAT32_STEP,
+    COMPILED_SGD_MOMENTUM_STEP,
     DDP_STATIC_GRAPH_FIRST_NO_SYNC,
     DDP_STATIC_GRAPH_NO_SYNC_AFTER_FIRST_ITERATION,
     DDP_FIND_UNUSED_NO_SYNC,

@@ -137,6 +137,19 @@ PROBES = (
         "properties that count optimizer steps through step hooks are skipped before this version",
     ),
     Probe(
+        "Module.register_forward_hook takes with_kwargs",
+        lambda: "with_kwargs" in inspect.signature(nn.Module.register_forward_hook).parameters,
+        versions.FORWARD_HOOK_KEYWORDS,
+        "the recipe checker counts rows fed to any submodule, by keyword too, from this version on; before it, the "
+        "top-level model's positional inputs only",
+    ),
+    Probe(
+        "Module.register_forward_hook takes always_call",
+        lambda: "always_call" in inspect.signature(nn.Module.register_forward_hook).parameters,
+        versions.FORWARD_HOOK_ALWAYS_CALL,
+        "the recipe checker's row count closes a call that raised from this version on",
+    ),
+    Probe(
         "torch.amp.GradScaler runs on CPU",
         cpu_grad_scaler,
         versions.CPU_GRAD_SCALER,

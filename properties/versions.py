@@ -98,6 +98,34 @@ TORCH_COMPILE = Change(
     source="torch 2.0 release notes: torch.compile (TorchDynamo, AOTAutograd, inductor)",
 )
 
+COMPILE_KEEPS_OPTIMIZER_STEP_HOOKS = Change(
+    name="optimizer step hooks still run after the first torch.compile",
+    since="2.3.0",
+    before=False,
+    after=True,
+    source="before torch 2.3, dynamo's TorchPatcher.patch (run by the first torch.compile in a process) replaced every "
+    "torch.optim class's step with its unwrapped function and marked it hooked, so step hooks registered on any later "
+    "optimizer of those classes are never called; https://github.com/pytorch/pytorch/pull/115772 (torch 2.3) removed "
+    "that; measured here (a step post-hook after one torch.compile): 2.1.2 and 2.2.2 unhook, 2.3.1 and 2.13.0 do not; "
+    "2.0.1's dynamo has the same code but cannot compile on Python 3.11",
+)
+
+FORWARD_HOOK_KEYWORDS = Change(
+    name="Module.register_forward_pre_hook / register_forward_hook take with_kwargs",
+    since="2.0.0",
+    before=False,
+    after=True,
+    source="torch 2.0 release notes: forward hooks and pre-hooks may receive the call's keyword arguments (with_kwargs=True)",
+)
+
+FORWARD_HOOK_ALWAYS_CALL = Change(
+    name="Module.register_forward_hook takes always_call",
+    since="2.1.0",
+    before=False,
+    after=True,
+    source="torch 2.1 release notes: register_forward_hook(always_call=True) runs the hook even when forward raises",
+)
+
 CHANGES = (
     ZERO_GRAD_DEFAULT_SET_TO_NONE,
     POST_ACCUMULATE_GRAD_HOOK,
@@ -105,6 +133,9 @@ CHANGES = (
     CPU_GRAD_SCALER,
     TORCH_FUNC,
     TORCH_COMPILE,
+    COMPILE_KEEPS_OPTIMIZER_STEP_HOOKS,
+    FORWARD_HOOK_KEYWORDS,
+    FORWARD_HOOK_ALWAYS_CALL,
 )
 
 
@@ -121,3 +152,32 @@ def requires(change: Change):
         not change.expected(),
         reason=f"torch {version_text(INSTALLED)}: {change.name} only from torch {change.since}",
     )
+
+
+def compile_unsupported() -> Optional[str]:
+    """Why torch.compile cannot run under the installed torch and Python, or None where it can: torch before 2.0 has
+    none, and torch 2.0 refuses Python 3.11 (`Python 3.11+ not yet supported for torch.compile`; dynamo runs on
+    Python 3.11 from torch 2.1), as dynamo's own support check says."""
+    import platform
+
+    if not TORCH_COMPILE.expected():
+        return f"torch {version_text(INSTALLED)}: {TORCH_COMPILE.name} only from torch {TORCH_COMPILE.since}"
+    try:
+        from torch._dynamo.eval_frame import check_if_dynamo_supported
+
+        check_if_dynamo_supported()
+    except ImportError:  # a torch that moved the check: torch.compiler says it
+        supported = getattr(getattr(torch, "compiler", None), "is_dynamo_supported", lambda: True)
+        if not supported():
+            return f"torch {version_text(INSTALLED)} on Python {platform.python_version()}: torch.compile is not supported"
+    except RuntimeError as error:
+        return f"torch {version_text(INSTALLED)} on Python {platform.python_version()}: torch.compile refuses to run ({error})"
+    return None
+
+
+def requires_compile():
+    """A pytest skipif mark: skip, saying why, where torch.compile cannot run (compile_unsupported)."""
+    import pytest
+
+    reason = compile_unsupported()
+    return pytest.mark.skipif(reason is not None, reason=reason or "torch.compile runs")

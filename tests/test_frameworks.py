@@ -203,3 +203,35 @@ def test_importing_the_frameworks_package_imports_no_framework_and_no_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def installed_metadata(monkeypatch, torch_version: str, requires: dict):
+    """importlib.metadata answering `torch_version` for torch and `requires` for the frameworks, as pip would."""
+    import importlib.metadata
+
+    real_version, real_requires = importlib.metadata.version, importlib.metadata.requires
+    versions = {"torch": torch_version, "transformers": "5.24.0", "pytorch-lightning": "2.6.6", "accelerate": "1.15.0"}
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: versions.get(name) or real_version(name))
+    monkeypatch.setattr(importlib.metadata, "requires", lambda name: requires.get(name, real_requires(name)))
+
+
+TRANSFORMERS_5_REQUIRES = ['torch>=2.6; extra == "torch"', 'torchvision; extra == "vision"', 'torch>=2.6; extra == "dev"']
+
+
+@pytest.mark.parametrize("torch_version, refused", [("2.1.2+cu121", True), ("2.6.0", False), ("2.13.0+cpu", False)])
+def test_a_framework_whose_declared_torch_floor_the_installed_torch_is_below_is_missing_saying_so(
+    monkeypatch, torch_version, refused
+):
+    """transformers 5 declares torch>=2.6 only under its torch extra, so pip installs it beside torch 2.1.2, where it
+    refuses to build a model: missing() reads the floor from its metadata and says what to install."""
+    from properties.frameworks.configuration import Framework
+
+    installed_metadata(monkeypatch, torch_version, {"transformers": TRANSFORMERS_5_REQUIRES, "accelerate": ["torch>=2.0.0"]})
+    framework = Framework("transformers", "json")  # an importable module: the installed check reads the metadata
+    assert framework.torch_floor() == ">=2.6"
+    reason = framework.missing()
+    if refused:
+        assert reason is not None and "transformers 5.24.0 needs torch>=2.6" in reason and torch_version in reason, reason
+    else:
+        assert reason is None, reason
+    assert Framework("accelerate", "json").missing() is None

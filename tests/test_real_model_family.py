@@ -5,12 +5,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from properties import profiles
+from properties.frameworks import missing
 from properties.recipes.examples import recipe_cases
 from properties.recipes.options import RecipeOptions
 from properties.recipes.search import check_example
 from properties.recipes.tokens import causal_lm_sequences
 
-pytest.importorskip("transformers", reason="the real models need transformers (the frameworks extra)")
+if missing("transformers"):
+    pytest.skip(f"the real models need transformers (the frameworks extra): {missing('transformers')}", allow_module_level=True)
+
 
 from properties.frameworks.hf_models import hf_models, hugging_face_accumulation  # noqa: E402
 

@@ -13,9 +13,12 @@ import torch
 from hypothesis.errors import InvalidArgument
 
 from properties import causal_lm_cross_entropy, causal_lm_sequences, check_recipe, token_sequences
+from properties.frameworks import missing
 from properties.recipes import RecipeError
 
-transformers = pytest.importorskip("transformers", reason="the real models need transformers (the frameworks extra)")
+if missing("transformers"):
+    pytest.skip(f"the real models need transformers (the frameworks extra): {missing('transformers')}", allow_module_level=True)
+import transformers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_DROPOUT = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)

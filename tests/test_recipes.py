@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from properties.case import Case
 from properties.models import ModelSpec
 from properties.recipes import BUGGY_RECIPES, CORRECT_RECIPE, RecipeContractError, RecipeError, check_recipe
-from properties.recipes.bundled import accumulate, drops_last_window
+from properties.recipes.bundled import accumulate, drops_last_window, steps_every_micro_batch
 from properties.recipes.examples import RecipeCase, recipe_cases
 from properties.recipes.hyperparameters import OptimizerChoice, scaler_supported
 from properties.recipes.misbehaving import MISBEHAVING, takes_four_arguments
@@ -165,7 +165,7 @@ def test_all_failures_reports_every_failing_property_each_with_its_own_shrunk_co
 
 
 def test_rows_are_counted_on_a_torch_whose_forward_hooks_take_no_keywords(monkeypatch):
-    """torch < 2.1 (no with_kwargs, no always_call): the top-level model's positional calls are counted, every one."""
+    """torch < 2.0 (no with_kwargs, no always_call): the top-level model's positional calls are counted, every one."""
     import torch
 
     from properties.recipes import CORRECT_RECIPE, check_recipe
@@ -179,3 +179,55 @@ def test_rows_are_counted_on_a_torch_whose_forward_hooks_take_no_keywords(monkey
 
     monkeypatch.setattr(torch.nn.Module, "register_forward_pre_hook", without_keywords)
     check_recipe(CORRECT_RECIPE, max_examples=10)
+
+
+def test_rows_are_counted_on_a_torch_whose_forward_hooks_take_keywords_but_not_always_call(monkeypatch):
+    """torch 2.0 (with_kwargs, no always_call): every module's calls are counted once; the pre-hook registered before
+    always_call is refused must not stay behind (it counted the first call and kept the depth above 0 for good)."""
+    original = torch.nn.Module.register_forward_hook
+
+    def without_always_call(self, hook, *, prepend=False, with_kwargs=False, **kwargs):
+        if kwargs:
+            raise TypeError(f"register_forward_hook() got an unexpected keyword argument {next(iter(kwargs))!r}")
+        return original(self, hook, prepend=prepend, with_kwargs=with_kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "register_forward_hook", without_always_call)
+    check_recipe(CORRECT_RECIPE, max_examples=10)
+    with pytest.raises(RecipeError, match="one optimizer step at the end of each window") as raised:
+        check_recipe(steps_every_micro_batch)
+    assert "stepped every micro-batch" in str(raised.value)
+
+
+def unhook_optimizer_steps(monkeypatch):
+    """What the first torch.compile in a process does to torch.optim before torch 2.3 (dynamo's TorchPatcher.patch):
+    each class's step becomes its function without torch's hook-running wrapper, marked hooked so no later
+    optimizer wraps it again; step hooks registered afterwards are never called."""
+    wrapper = torch.optim.Optimizer.profile_hook_step(lambda: None).__code__
+    for optimizer_class in vars(torch.optim).values():
+        if isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.Optimizer):
+            step = vars(optimizer_class).get("step")
+            if step is None:
+                continue
+            inner = step.__wrapped__ if getattr(step, "__code__", None) is wrapper else step
+
+            def unhooked(*args, _inner=inner, **kwargs):
+                return _inner(*args, **kwargs)
+
+            unhooked.hooked = True
+            monkeypatch.setattr(optimizer_class, "step", unhooked)
+
+
+def test_steps_are_recorded_on_a_torch_whose_compile_unhooked_the_optimizer_steps(monkeypatch):
+    """torch 2.0–2.2 after any torch.compile in the process: register_step_pre_hook exists but its hooks never run, so
+    the checker wraps the optimizer's step itself; the correct loop passes and a loop stepping every micro-batch fails."""
+    from properties import versions
+    from properties.recipes.trace import step_hooks_run
+
+    if versions.COMPILE_KEEPS_OPTIMIZER_STEP_HOOKS.expected():  # before 2.3 a compile earlier in this process unhooks them
+        assert step_hooks_run(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))
+    unhook_optimizer_steps(monkeypatch)
+    assert not step_hooks_run(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))
+    check_recipe(CORRECT_RECIPE, max_examples=10)
+    with pytest.raises(RecipeError, match="one optimizer step at the end of each window") as raised:
+        check_recipe(steps_every_micro_batch)
+    assert "stepped every micro-batch" in str(raised.value)

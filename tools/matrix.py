@@ -691,6 +691,25 @@ def install(session, version: str, results: Path, options: Mapping[str, str]) ->
     return "installed" if not conflict else f"not installed: does not resolve beside torch {version} ({conflict})"
 
 
+REFUSING_TORCH = (
+    "from properties.frameworks.configuration import FRAMEWORKS as F\n"
+    "print('; '.join(f'{f.distribution} {f.version()} needs torch{f.torch_floor()}' for f in F.values() "
+    "if f.version() and f.torch_refused()))"
+)
+
+
+def frameworks_refusing_torch(session, python: str) -> str:
+    """The installed frameworks whose declared torch floor the installed torch is below ('transformers 5.24.0 needs
+    torch>=2.6'): a floor under an optional extra, which the resolver does not apply, so [frameworks] resolved."""
+    from nox.command import CommandFailed
+
+    try:
+        lines = (session.run(python, "-c", REFUSING_TORCH, silent=True, log=False) or "").strip().splitlines()
+    except CommandFailed as error:  # the tests still run; their own skips say why
+        return f"could not read the frameworks' torch floors ({error.reason})"
+    return lines[-1] if lines else ""
+
+
 def passthrough_frameworks() -> str:
     """What the running Python has of the [frameworks] extra."""
     found = [(name, distribution_version(name)) for name in ("transformers", "pytorch-lightning", "accelerate")]
@@ -727,6 +746,9 @@ def run_session(session, version: str, results: Path) -> None:
     record["install_s"] = round(time.perf_counter() - started, 1)
     if not record["problem"]:
         record["problem"] = torch_mismatch(session, python, version)
+    if not record["problem"] and record.get("frameworks") == "installed":
+        refused = frameworks_refusing_torch(session, python)
+        record["frameworks"] += f"; {refused} (their tests skip)" if refused else ""
     if not record["problem"]:
         record.update(probe_and_test(session, python, version, results, options))
     record["venv_bytes"] = directory_bytes(location) if location else 0

@@ -32,10 +32,47 @@ class Framework:
             return None
 
     def missing(self) -> str | None:
-        """Why the framework cannot be checked here (not installed), or None when it can."""
+        """Why the framework cannot be checked here (not installed, or the installed torch below its torch floor), or None."""
         if importlib.util.find_spec(self.module) is None or self.version() is None:
             return f"{self.distribution} is not installed: {INSTALL_HINT} installs the pinned framework versions"
-        return None
+        return self.torch_refused()
+
+    def torch_floor(self) -> str | None:
+        """The torch versions the installed release declares it runs on ('>=2.6'), or None where it declares none:
+        its requirement on torch, unconditional or under its own `torch` extra. transformers 5 puts it in that extra,
+        so pip installs it beside an older torch, and below it transformers disables its PyTorch models
+        (`GPT2LMHeadModel requires PyTorch >= 2.6`)."""
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        floors = []
+        for text in importlib.metadata.requires(self.distribution) or ():
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if requirement.name == "torch" and str(requirement.specifier):
+                if requirement.marker is None or requirement.marker.evaluate({"extra": "torch"}):
+                    floors.append(str(requirement.specifier))
+        return ",".join(dict.fromkeys(floors)) or None
+
+    def torch_refused(self) -> str | None:
+        """Why the installed torch is outside the framework's declared torch versions, or None (read from metadata)."""
+        from packaging.specifiers import SpecifierSet
+        from packaging.version import InvalidVersion, Version
+
+        floor = self.torch_floor()
+        try:
+            torch_version = importlib.metadata.version("torch")
+            release = Version(torch_version).base_version  # '2.1.2+cu121' → '2.1.2'
+        except (importlib.metadata.PackageNotFoundError, InvalidVersion):
+            return None
+        if floor is None or SpecifierSet(floor).contains(release, prereleases=True):
+            return None
+        return (
+            f"{self.distribution} {self.version()} needs torch{floor} and torch {torch_version} is installed (below it "
+            f"{self.distribution} does not run its PyTorch code): install torch{floor} beside it, or a "
+            f"{self.distribution} release that supports torch {release}"
+        )
 
     def __str__(self) -> str:
         return f"{self.distribution} {self.version() or '(not installed)'}"

@@ -109,6 +109,18 @@ def data_rows(args, kwargs) -> int | None:
     return None
 
 
+def step_hooks_run(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether optimizer.step() runs the optimizer's step hooks: its class's step is torch's hook-running wrapper.
+
+    Not so before torch 2.0 (no step hooks), nor on torch 2.0–2.1 once torch.compile has been used in the process:
+    dynamo's first compile unwraps every torch.optim class's step and marks it hooked, so registered step hooks are
+    silently never called (properties.versions.COMPILE_UNHOOKS_OPTIMIZER_STEP)."""
+    wrap = getattr(torch.optim.Optimizer, "profile_hook_step", None)
+    if wrap is None or not hasattr(optimizer, "register_step_pre_hook"):
+        return False
+    return getattr(type(optimizer).step, "__code__", None) is getattr(wrap(lambda: None), "__code__", False)
+
+
 class Watch:
     """The hooks on the model, optimizer and scaler that fill a Run while the recipe runs."""
 
@@ -120,7 +132,7 @@ class Watch:
         self.depth = 0
         self.handles = self.count_rows(model)
         self.handles += [p.register_hook(self.backward_hook(name, p)) for name, p in self.named]
-        if hasattr(optimizer, "register_step_pre_hook"):
+        if step_hooks_run(optimizer):
             self.handles.append(optimizer.register_step_pre_hook(lambda *_: self.before_step()))
             self.handles.append(optimizer.register_step_post_hook(lambda *_: self.boundary()))
         else:
@@ -131,20 +143,21 @@ class Watch:
     def count_rows(self, model: nn.Module) -> list:
         """Hooks that count the rows of each outermost call of the model or any submodule fed data (positional or keyword):
         `model.transformer(input_ids=x)` counts x's rows, `model.lm_head(hidden)` after it none."""
-        try:
-            return [
-                handle
-                for module in model.modules()
-                for handle in (
-                    module.register_forward_pre_hook(self.enter, with_kwargs=True),
-                    module.register_forward_hook(self.leave, always_call=True),
-                )
-            ]
-        except TypeError:  # torch < 2.1: positional inputs of the top-level model only
-            return [
-                model.register_forward_pre_hook(lambda module, args: self.enter(module, args, {})),
-                model.register_forward_hook(self.leave),
-            ]
+        for leave in ({"always_call": True}, {}):  # torch 2.0: forward hooks take with_kwargs but not always_call
+            handles: list = []
+            try:
+                for module in model.modules():
+                    handles.append(module.register_forward_pre_hook(self.enter, with_kwargs=True))
+                    handles.append(module.register_forward_hook(self.leave, **leave))
+                return handles
+            except TypeError:  # a hook half registered would count rows twice, or leave the depth above 0 for good
+                for handle in handles:
+                    handle.remove()
+        # torch < 2.0: positional inputs of the top-level model only
+        return [
+            model.register_forward_pre_hook(lambda module, args: self.enter(module, args, {})),
+            model.register_forward_hook(self.leave),
+        ]
 
     def enter(self, module, args, kwargs):
         if self.depth == 0 and torch.is_grad_enabled():

@@ -69,7 +69,7 @@ def test_the_second_order_property_rejects_a_backward_that_drops_create_graph(mo
     assert "carries no graph" in message
 
 
-@versions.requires(versions.TORCH_COMPILE)
+@versions.requires_compile()
 def test_the_compiled_model_property_rejects_a_compiled_graph_that_drifts(monkeypatch):
     autograd_surface.COMPILED_GRAPH_DRIFTS.apply(monkeypatch)
     _, message = assert_rejects(

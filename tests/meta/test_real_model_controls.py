@@ -2,11 +2,14 @@
 
 import pytest
 
+from properties.frameworks import missing
 from properties.recipes import RecipeError, check_recipe
 from properties.recipes.tokens import causal_lm_sequences
 
 pytestmark = pytest.mark.meta
-pytest.importorskip("transformers", reason="the real models need transformers (the frameworks extra)")
+if missing("transformers"):
+    pytest.skip(f"the real models need transformers (the frameworks extra): {missing('transformers')}", allow_module_level=True)
+
 
 from properties.frameworks.hf_models import FAMILIES, HFModel  # noqa: E402
 

@@ -318,6 +318,30 @@ def test_a_resolver_s_refusal_of_the_frameworks_extra_is_said_in_one_line():
     assert matrix.conflict_reason(pip) == "accelerate 1.15.0 needs torch>=2.0.0"
 
 
+def test_a_framework_installed_beside_a_torch_below_its_declared_floor_is_named_in_the_frameworks_row(monkeypatch):
+    """The resolver installs [frameworks] beside torch 2.1.2 (transformers 5 keeps its torch>=2.6 under an extra);
+    the session's Python, asked what it installed, names the framework and the floor for the report's row."""
+    import contextlib
+    import importlib.metadata
+    import io
+
+    versions = {"torch": "2.1.2+cu121", "transformers": "5.24.0"}
+    requires = {"transformers": ['torch>=2.6; extra == "torch"']}
+    real_version, real_requires = importlib.metadata.version, importlib.metadata.requires
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: versions.get(name) or real_version(name))
+    monkeypatch.setattr(importlib.metadata, "requires", lambda name: requires.get(name) or real_requires(name))
+
+    class Session:
+        def run(self, python, flag, code, **kwargs):
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                exec(code, {})
+            return printed.getvalue()
+
+    found = matrix.frameworks_refusing_torch(Session(), sys.executable)
+    assert found.startswith("transformers 5.24.0 needs torch>=2.6"), found
+
+
 def test_the_running_python_runs_a_version_it_has_and_no_other():
     import torch
 
