@@ -165,8 +165,22 @@ def observed(configuration_spec, example) -> FrameworkObservation:
         run.leaks.append(Leak(after, name, magnitude))
     for record in records:
         run.final.update(record.final)
-    run.rows = sum(step.rows for step in run.steps[-1:])
+    run.rows = sum(record.rows for record in records)
+    if kind == "engine" and run.error is None:
+        run.error = diverged(records)
     return FrameworkObservation.of_run(run, example)
+
+
+def diverged(records) -> DeepSpeedError | None:
+    """Data-parallel replicas end with the same parameters, bit for bit (every rank applies the same reduced gradient);
+    the error naming the first parameter on which a rank differs from rank 0, else None."""
+    for rank, record in enumerate(records[1:], start=1):
+        for name, value in records[0].final.items():
+            other = record.final.get(name)
+            if other is None or other.shape != value.shape or not bool((other == value).all()):
+                gap = float((other - value).abs().max()) if other is not None and other.shape == value.shape else float("nan")
+                return DeepSpeedError(f"rank {rank}'s final {name!r} differs from rank 0's (largest |difference| {gap:.3g})")
+    return None
 
 
 class DeepSpeedError(RuntimeError):

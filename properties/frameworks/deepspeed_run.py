@@ -31,10 +31,12 @@ class RankStep:
 
 @dataclass
 class RankRecord:
-    """What one rank saw: its steps, leaks (after step, name, magnitude), its final parameters, the loop's error if any."""
+    """What one rank saw: its steps, leaks (after step, name, magnitude), the rows it ran through the model, its final
+    parameters, the loop's error if any."""
 
     steps: list = field(default_factory=list)
     leaks: list = field(default_factory=list)
+    rows: int = 0
     final: dict = field(default_factory=dict)
     error: Optional[str] = None
     error_type: Optional[str] = None
@@ -211,6 +213,7 @@ def train(rank: int, world_size: int, spec: Spec) -> RankRecord:
         record.error = "".join(traceback.format_exception(type(error), error, error.__traceback__)[-8:])
     finally:
         if watch is not None:
+            record.rows = watch.rows
             watch.close()
     module = engine.module if engine is not None else model
     with torch.no_grad():
