@@ -10,6 +10,10 @@ from properties.distributed import unavailable_reason
 OPT_IN = {
     "torchrun": ("starts torchrun (seconds per test)", ("torchrun", "distributed")),
     "commands": ("runs the suite's own commands in subprocesses, as a user runs them (seconds per test)", ("commands",)),
+    "deepspeed": (
+        "starts DeepSpeed's rank processes (an interpreter importing DeepSpeed per rank: seconds)",
+        ("deepspeed", "frameworks"),
+    ),
 }
 """Markers whose tests run only when a -m expression names them (or a marker listed beside them), or under the
 thorough profile; `.ci/run` selects them after the plain run."""

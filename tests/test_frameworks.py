@@ -1,6 +1,6 @@
 """The real frameworks, checked like any recipe: one optimizer step per window, each step's .grad the window's mean-loss gradient.
 
-Each bundled configuration of the transformers Trainer, Lightning's Trainer and Accelerate runs
+Each bundled configuration of the transformers Trainer, Lightning's Trainer, Accelerate and DeepSpeed runs
 on CPU on the measured edge examples and on drawn ones; a configuration with a deviation
 registered for the installed version (properties/frameworks/deviations.py) is a strict xfail, so
 an upstream fix shows as XPASS. Skipped, with the install command, where a framework is missing.
@@ -23,14 +23,16 @@ EXAMPLES = profiles.examples(0.2)
 
 
 def marks(framework: str, key: str) -> list:
-    """Skip where the framework is missing; a strict xfail (raises=KnownDeviation) where a deviation is registered."""
+    """Skip where the framework is missing; a strict xfail (raises=KnownDeviation) where a deviation is registered;
+    DeepSpeed's marked `deepspeed` (run when selected: tests/conftest.py)."""
     from properties.frameworks.check import KnownDeviation
 
+    selected = [pytest.mark.deepspeed] if framework == "deepspeed" else []
     reason = missing(framework)
     if reason is not None:
-        return [pytest.mark.skip(reason=reason)]
+        return [*selected, pytest.mark.skip(reason=reason)]
     deviation = registered(framework, key, FRAMEWORKS[framework].version())
-    return [pytest.mark.xfail(strict=True, raises=KnownDeviation, reason=deviation.reason)] if deviation else []
+    return selected + ([pytest.mark.xfail(strict=True, raises=KnownDeviation, reason=deviation.reason)] if deviation else [])
 
 
 CONFIGURATIONS = [
@@ -125,6 +127,7 @@ def test_a_shrunk_counterexample_is_stated_in_the_framework_s_own_terms():
         ("pytorch-lightning", "check_lightning", "Regressor", "accumulate_grad_batches"),
         ("transformers", "check_trainer", "ItemCountRegressor", "num-items"),
         ("accelerate", "check_accelerate", "accumulate_as_documented", "accumulate"),
+        pytest.param("deepspeed", "check_deepspeed", "engine_as_documented", "zero-0", marks=pytest.mark.deepspeed),
     ],
 )
 def test_code_written_against_each_framework_s_documented_api_is_checked_as_it_is(framework, check, target, bundled):
@@ -144,7 +147,9 @@ def test_code_written_against_each_framework_s_documented_api_is_checked_as_it_i
     assert raised.value.deviation is deviation
 
 
-@pytest.mark.parametrize("framework", list(MODULES))
+@pytest.mark.parametrize(
+    "framework", [pytest.param(name, marks=[pytest.mark.deepspeed] if name == "deepspeed" else []) for name in MODULES]
+)
 def test_a_framework_run_leaves_no_global_state_behind(framework):
     import gc
     import logging
@@ -199,7 +204,7 @@ def test_the_deviations_table_names_real_frameworks_configurations_properties_an
 def test_importing_the_frameworks_package_imports_no_framework_and_no_torch():
     code = (
         "import sys, properties.frameworks as f; [f.missing(n) for n in f.MODULES]; "
-        "print(sorted({'torch', 'transformers', 'pytorch_lightning', 'accelerate'} & set(sys.modules)))"
+        "print(sorted({'torch', 'transformers', 'pytorch_lightning', 'accelerate', 'deepspeed'} & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
@@ -235,3 +240,58 @@ def test_a_framework_whose_declared_torch_floor_the_installed_torch_is_below_is_
     else:
         assert reason is None, reason
     assert Framework("accelerate", "json").missing() is None
+
+
+# DeepSpeed's measured set-ups (deepspeed_engine.EDGE_SETUPS: Linear(3→1), float32, seed 0, one epoch, SGD(lr=0.1)):
+# (world size, dataset rows, micro-batch per rank, k) → the failing properties and ‖.grad‖ ÷ ‖window's mean-loss gradient‖.
+DEEPSPEED_TABLE = [
+    ((1, 7, 2, 2), ("gradients",), (1.0, 0.761)),  # micro-batches [2, 2 | 2, 1]: the short one weighs as much as a full one
+    ((1, 10, 2, 2), ("steps", "parameters"), (1.0, 1.0)),  # [2, 2 | 2, 2 | 2]: the epoch's last window is never stepped
+    ((2, 14, 2, 2), ("gradients",), (1.0, 0.869)),  # 2 ranks: global micro-batches [4, 4 | 4, 2]
+    ((1, 5, 2, 3), ("gradients",), (1.07,)),  # [2, 2, 1]
+]
+
+
+@pytest.mark.deepspeed
+@pytest.mark.skipif(missing("deepspeed") is not None, reason=str(missing("deepspeed")))
+@pytest.mark.parametrize(
+    "setup, properties, ratios", [pytest.param(*row, id="W={},N={},B={},k={}".format(*row[0])) for row in DEEPSPEED_TABLE]
+)
+def test_deepspeed_s_measured_set_ups_reproduce_on_the_installed_version(setup, properties, ratios):
+    from properties.frameworks.check import Search
+    from properties.frameworks.deepspeed_engine import EDGE_SETUPS
+
+    search = Search(configuration_of("deepspeed", "zero-0"))
+    example = search.edge_examples()[EDGE_SETUPS.index(setup)]
+    finding = search.finding(example, shrunk=False)
+    assert finding.verdict.outcome == "deviation", str(finding.error)
+    assert finding.verdict.properties == properties, str(finding.error)
+    assert finding.verdict.ratios == pytest.approx(ratios, rel=1e-9), str(finding.error)
+
+
+@pytest.mark.deepspeed
+@pytest.mark.skipif(missing("deepspeed") is not None, reason=str(missing("deepspeed")))
+def test_deepspeed_on_two_ranks_with_equal_micro_batches_is_one_full_batch_step_per_window():
+    from properties.frameworks.check import Search
+    from properties.frameworks.deepspeed_engine import EDGE_MODEL, deepspeed_case
+
+    configuration = configuration_of("deepspeed", "zero-0")
+    search = Search(configuration)
+    example = deepspeed_case(EDGE_MODEL, 16, 2, 2, world_size=2)  # 2 ranks × micro-batches [2, 2 | 2, 2]
+    observation = search.observe(example)
+    assert search.verdict(observation).outcome == "pass", str(search.finding(example, shrunk=False).error)
+    assert len(observation.run.steps) == 2 and observation.run.step_rows == [8, 16]
+
+
+@pytest.mark.deepspeed
+@pytest.mark.skipif(missing("deepspeed") is not None, reason=str(missing("deepspeed")))
+def test_the_checking_process_never_imports_deepspeed_nor_starts_a_process_group():
+    import torch.distributed as dist
+
+    from properties.frameworks.check import Search
+
+    loaded = set(sys.modules)  # the transformers Trainer and Accelerate import DeepSpeed themselves where it is installed
+    search = Search(configuration_of("deepspeed", "zero-0"))
+    search.observe(search.edge_examples()[0])
+    assert not {name for name in set(sys.modules) - loaded if name.split(".")[0] == "deepspeed"}
+    assert not (dist.is_available() and dist.is_initialized())

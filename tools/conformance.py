@@ -5,7 +5,7 @@
     python -m tools.conformance --frameworks accelerate
 
 For each configuration (properties/frameworks/: the transformers Trainer, Lightning's Trainer,
-Accelerate), the recipe checker's search runs the real framework on the measured edge examples and
+Accelerate, DeepSpeed's engine and pipeline engine), the recipe checker's search runs the real framework on the measured edge examples and
 on drawn ones, and judges each recipe property: pass, fail (a counterexample no registered
 deviation explains, shrunk) or known deviation (registered in properties/frameworks/deviations.py
 for the installed version, its counterexample shrunk too). The measured set-ups are listed with
@@ -31,7 +31,9 @@ MARKS = {"pass": "✓ pass", "fail": "✗ fail", "known deviation": "⚠ known d
 def parser() -> argparse.ArgumentParser:
     parse = argparse.ArgumentParser(prog="python -m tools.conformance", description=__doc__.split("\n\n")[0])
     parse.add_argument("--examples", type=int, default=40, help="drawn examples per configuration, after the edge examples")
-    parse.add_argument("--frameworks", nargs="*", default=None, help="transformers, pytorch-lightning, accelerate (default: all)")
+    parse.add_argument(
+        "--frameworks", nargs="*", default=None, help="transformers, pytorch-lightning, accelerate, deepspeed (default: all)"
+    )
     parse.add_argument("--output", type=Path, default=REPORTS, help="directory for conformance.md and conformance.json")
     return parse
 
@@ -101,7 +103,8 @@ def measured(configuration) -> list[dict]:
                 "key": configuration.key,
                 "id": configuration.id,
                 "dataset_rows": example.rows_per_epoch,
-                "batch_size": example.batch_size,
+                "batch_size": getattr(example, "micro_batch_size", example.batch_size),
+                "ranks": getattr(example, "replicas", 1),
                 "k": example.k,
                 "windows": windows,
                 "outcome": verdict.outcome,
@@ -215,7 +218,8 @@ def render_markdown(report: dict) -> str:
         "Linear(3→1), float64, seed 0, one epoch, SGD(lr=0.1): ‖.grad‖ ÷ ‖gradient of the window's mean loss‖ at each "
         "optimizer step (1 = right). Where a window holds the short last batch the ratio depends on the data. Padded "
         "tokens: sequences of lengths 3, 1, 4, 2, 5, 1, 3, 2, 4, 5 (the first N), the token model, cross-entropy over the "
-        "labels ≠ -100; a batch is shown by its counted tokens.",
+        "labels ≠ -100; a batch is shown by its counted tokens. DeepSpeed: float32; on several ranks the batch is a rank's "
+        "micro-batch and each window shows the ranks' micro-batches together.",
         "",
         "| framework | configuration | N, batch, k → the batches of each window (rows; counted tokens) | outcome | ratio per step |",
         "|---|---|---|---|---|",
@@ -224,8 +228,9 @@ def render_markdown(report: dict) -> str:
     for row in report["measured"]:
         outcome = {"pass": "✓ pass", "fail": "✗ fail", "deviation": "⚠ known deviation"}[row["outcome"]]
         lines.append(
-            f"| {row['framework']} | {names[row['id']]} | {row['dataset_rows']}, {row['batch_size']}, "
-            f"{row['k']} → {row['windows']} | {outcome} | {ratios_text(row['ratios'])} |"
+            f"| {row['framework']} | {names[row['id']]} | {row['dataset_rows']}, {row['batch_size']}"
+            + (f" on each of {row['ranks']} ranks" if row.get("ranks", 1) > 1 else "")
+            + f", {row['k']} → {row['windows']} | {outcome} | {ratios_text(row['ratios'])} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -1,10 +1,10 @@
-"""Check the frameworks people accumulate gradients with: the transformers Trainer, Lightning's Trainer, Accelerate.
+"""Check the frameworks people accumulate gradients with: the transformers Trainer, Lightning's Trainer, Accelerate, DeepSpeed.
 
 Each adapter runs the real framework on CPU on an example the recipe checker draws, and the recipe
 checker observes and judges the run: one optimizer step per window, each step's .grad the
 gradient of the window's mean loss, the final parameters those of one full-batch step per window.
 
-    from properties.frameworks import check_lightning, check_trainer, check_accelerate
+    from properties.frameworks import check_lightning, check_trainer, check_accelerate, check_deepspeed
 
 Importing this package imports neither torch nor any framework; a framework loads on first use,
 and `missing(name)` says why one cannot be checked here (not installed).
@@ -18,11 +18,13 @@ MODULES = {
     "transformers": "properties.frameworks.transformers_trainer",
     "pytorch-lightning": "properties.frameworks.lightning_trainer",
     "accelerate": "properties.frameworks.accelerate_loop",
+    "deepspeed": "properties.frameworks.deepspeed_engine",
 }
 LAZY = {
     "check_trainer": "properties.frameworks.transformers_trainer",
     "check_lightning": "properties.frameworks.lightning_trainer",
     "check_accelerate": "properties.frameworks.accelerate_loop",
+    "check_deepspeed": "properties.frameworks.deepspeed_engine",
     "check_framework": "properties.frameworks.check",
     "check_configuration": "properties.frameworks.check",
     "FrameworkError": "properties.frameworks.check",
@@ -32,7 +34,7 @@ LAZY = {
 
 
 def module(name: str):
-    """The adapter module of framework `name` ('transformers', 'pytorch-lightning', 'accelerate')."""
+    """The adapter module of framework `name` ('transformers', 'pytorch-lightning', 'accelerate', 'deepspeed')."""
     return importlib.import_module(MODULES[name])
 
 

@@ -176,6 +176,13 @@ def epoch_by_epoch_reference(example: FrameworkCase):
 class FrameworkObservation(Observation):
     """The recipe checker's Observation of a framework run, with the reference stepping each epoch's windows."""
 
+    @classmethod
+    def of_run(cls, run: Run, example: FrameworkCase) -> "FrameworkObservation":
+        """The observation of a run recorded elsewhere (in a framework's own processes), judged like one watched here."""
+        observation = cls.__new__(cls)
+        observation.recipe, observation.example, observation.run, observation._expected = None, example, run, {}
+        return observation
+
     @cached_property
     def reference(self) -> Run:
         return observe(epoch_by_epoch_reference(self.example), self.example)
@@ -304,7 +311,9 @@ def user_framework_cases(
 
 
 def cases_for(configuration) -> st.SearchStrategy[FrameworkCase]:
-    """The examples a configuration is checked on: the user's data, token sequences for token data, the suite's rows."""
+    """The examples a configuration is checked on: its own, the user's data, token sequences for token data, the suite's rows."""
+    if configuration.cases is not None:
+        return configuration.cases(configuration.call)
     if configuration.user is not None:
         return user_framework_cases(configuration.call, configuration.user)
     if configuration.data == "tokens":

@@ -139,7 +139,9 @@ class Search:
         self.calls = 0
 
     def observe(self, example: FrameworkCase) -> FrameworkObservation:
-        """The recipe checker's observation of the framework run on `example`."""
+        """The recipe checker's observation of the framework run on `example` (recorded where the framework ran it)."""
+        if self.configuration.observe is not None:
+            return self.configuration.observe(example)
         return FrameworkObservation(FrameworkRun(self.configuration, example), example)
 
     def judge(self, example: FrameworkCase) -> Verdict:
@@ -164,6 +166,8 @@ class Search:
     def edge_examples(self) -> list[FrameworkCase]:
         """The measured set-ups with a short last batch or window, on Linear(3→1) (token data: sequences of EDGE_LENGTHS),
         float64, seed 0, one epoch."""
+        if self.configuration.edges is not None:
+            return self.configuration.edges(self.configuration.call)
         user = self.configuration.user
         if user is not None and user.edge_data is None:
             return []

@@ -84,6 +84,7 @@ FRAMEWORKS = {
         Framework("transformers", "transformers"),
         Framework("pytorch-lightning", "pytorch_lightning"),
         Framework("accelerate", "accelerate"),
+        Framework("deepspeed", "deepspeed"),
     )
 }
 
@@ -99,7 +100,9 @@ class Configuration:
     framework's terms to a failure. `data` is what the checker draws for it: "rows" (the suite's models
     on regression rows, loss = MSE), "tokens" (padded token sequences with ignore_index labels, a
     token model, loss = cross-entropy over the counted tokens) or "model" (the user's model, loss and
-    data, `user`: a cases.UserSetup, the model handed to the framework as it is).
+    data, `user`: a cases.UserSetup, the model handed to the framework as it is). A framework that trains in
+    other processes (DeepSpeed's ranks) gives `observe(example)`, the FrameworkObservation of a run it recorded
+    there, `cases(call)`, the strategy of its examples, and `edges(call)`, its measured edge examples.
     """
 
     framework: Framework
@@ -112,6 +115,9 @@ class Configuration:
     hints: Optional[Callable] = field(default=None, compare=False)
     data: str = "rows"
     user: Optional[object] = field(default=None, compare=False)
+    observe: Optional[Callable] = field(default=None, compare=False)
+    cases: Optional[Callable] = field(default=None, compare=False)
+    edges: Optional[Callable] = field(default=None, compare=False)
 
     @property
     def label(self) -> str:

@@ -156,12 +156,37 @@ TRANSFORMERS_UNSHIFTED_COUNT = Deviation(
     kind="found by this suite",
 )
 
+DEEPSPEED_ENGINE_DIVIDES_BY_K = Deviation(
+    name="engine.backward divides every micro-batch's loss by gradient_accumulation_steps; windows run on across epochs",
+    framework="deepspeed",
+    since="0.19.8",
+    fixed=None,
+    configurations=("zero-0", "zero-1", "zero-2", "zero-3"),
+    properties=("steps", "gradients", "parameters"),
+    behaviour="windows across epochs, means ÷ k",
+    what=(
+        "engine.backward divides each micro-batch's mean loss by gradient_accumulation_steps, whatever its rows: a short "
+        "micro-batch weighs as much as a full one (on W ranks, each global micro-batch of W ranks' rows is its ranks' mean "
+        "÷ k). engine.step() steps when its micro-step count reaches a multiple of k, counted over the whole run: the "
+        "short window at the end of an epoch is not stepped, its gradient is carried into the next epoch's first window, "
+        "and the last epoch's is never applied"
+    ),
+    source=(
+        "DeepSpeedEngine.backward docstring: 'scale_wrt_gas: whether to scale gradients and return value by gradient "
+        "accumulation steps' (loss / gradient_accumulation_steps()); DeepSpeedEngine.is_gradient_accumulation_boundary: "
+        "(micro_steps + 1) % gradient_accumulation_steps() == 0; https://www.deepspeed.ai/docs/config-json/#batch-size-"
+        "related-parameters. Earliest version checked here: 0.19.8"
+    ),
+    kind="documented",
+)
+
 DEVIATIONS = (
     LIGHTNING_PARTIAL_WINDOW,
     TRANSFORMERS_MEAN_LOSS,
     TRANSFORMERS_UNSHIFTED_COUNT,
     ACCELERATE_DIVIDES_BY_K,
     ACCELERATE_NO_DATALOADER_SYNC,
+    DEEPSPEED_ENGINE_DIVIDES_BY_K,
 )
 
 

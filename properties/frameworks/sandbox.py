@@ -8,6 +8,13 @@ state, and afterwards restores what was there before: the singletons, `os.enviro
 generators, torch's global state (`properties.hermetic.GlobalState`), logger levels and warning
 filters; what the run printed is kept in `Isolation.output`, not shown.
 
+DeepSpeed changes more than any of them: it picks an accelerator once per process, reads and sets
+RANK, LOCAL_RANK, WORLD_SIZE and DS_ACCELERATOR, configures its `DeepSpeed` logger, and keeps its
+communication backend (`deepspeed.comm`) and torch.distributed's process group for the process's
+life. It therefore never runs here: its ranks are processes of their own (deepspeed_ranks.py), and
+the checking process does not even import it; each rank restores its own logger and torch state
+around every example, and destroys each engine after it.
+
 The transformers Trainer calls `gc.collect()` at every `train()` (Accelerate's `free_memory`): in a
 process that has imported transformers a full collection takes a quarter of a second, most of an
 example's time. The objects alive before the run are frozen (`gc.freeze()`) while it runs, so a
@@ -38,6 +45,7 @@ FRAMEWORK_LOGGERS = (
     "lightning.pytorch",
     "lightning_fabric",
     "torch.distributed",
+    "DeepSpeed",
 )
 ACCELERATE_SINGLETONS = (
     ("accelerate.state", "PartialState"),

@@ -113,3 +113,16 @@ def test_a_token_model_that_averages_each_sequence_first_is_rejected_although_th
     error = rejected(trainer(SequenceMeans, data="tokens"))
     assert error.property == "gradients", str(error)
     assert "Trainer(model=SequenceMeans(model)" in str(error) and "counted tokens" in str(error), str(error)
+
+
+@pytest.mark.deepspeed
+@needs("deepspeed")
+def test_a_deepspeed_loop_that_divides_its_loss_by_k_before_engine_backward_is_rejected_although_deepspeed_s_deviation_is_registered():
+    from properties.frameworks.deepspeed_engine import deepspeed, divides_by_k_again
+
+    # under ZeRO stage 0, whose deviation (each micro-batch's mean ÷ k, windows across epochs) is registered: not 1/k².
+    error = rejected(deepspeed(divides_by_k_again))
+    assert error.property in ("steps", "gradients") and "each step uses the mean-loss gradient" in str(error), str(error)
+    assert "divides_by_k_again(deepspeed.initialize(" in str(error) and "counterexample (shrunk)" in str(error), str(error)
+    assert "engine.backward(loss) already divides the loss by gradient_accumulation_steps" in str(error), str(error)
+    assert error.ratios and all(r == pytest.approx(1 / error.example.k, rel=1e-6) for r in error.ratios), str(error)
