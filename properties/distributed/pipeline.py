@@ -9,6 +9,7 @@ parameters are compared with the same-named slice of the one-process full-batch 
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,8 +66,8 @@ def unavailable_reason() -> str | None:
     reason = distributed_reason()
     if reason is not None:
         return reason
-    try:
-        import torch.distributed.pipelining  # noqa: F401
+    try:  # import_module: `import torch.distributed.pipelining` here would make `torch` a local name of this function
+        importlib.import_module("torch.distributed.pipelining")
     except Exception as error:  # noqa: BLE001 - any import failure means no pipelining here
         return f"torch {torch.__version__} has no torch.distributed.pipelining (public from torch {MINIMUM}): {error}"
     return None
