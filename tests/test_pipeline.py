@@ -80,9 +80,15 @@ def test_outer_steps_with_the_default_scale_grads_give_the_sum_of_the_full_batch
     invariants.check_every_stage_holds_the_full_batch_gradient(pipeline_pool, case)
 
 
-@settings(deadline=None, max_examples=profiles.examples(0.2))
-@given(case=st.one_of(composed.ANY_COMPOSED, composed.OUTER_COMPOSED))
-def test_pipeline_x_data_parallel_gives_every_replica_the_full_batch_gradient_over_all_replicas_rows(pipeline_pool, case):
+@settings(deadline=None, max_examples=profiles.examples(0.15))
+@given(case=composed.DDP_COMPOSED)
+def test_pipeline_x_ddp_gives_every_replica_the_full_batch_gradient_over_all_replicas_rows(pipeline_pool, case):
+    composed.check_every_replica_holds_the_full_batch_gradient(pipeline_pool, case)
+
+
+@settings(deadline=None, max_examples=profiles.examples(0.15))
+@given(case=st.one_of(composed.FSDP2_COMPOSED, composed.OUTER_COMPOSED))
+def test_pipeline_x_fsdp2_gives_every_replica_the_full_batch_gradient_over_all_replicas_rows(pipeline_pool, case):
     composed.check_every_replica_holds_the_full_batch_gradient(pipeline_pool, case)
 
 

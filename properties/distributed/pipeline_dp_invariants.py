@@ -43,6 +43,8 @@ def ddp_split_backward_cases():
 
 
 ANY_COMPOSED = sound_composed_cases()
+DDP_COMPOSED = sound_composed_cases(wrappers=("DDP",))
+FSDP2_COMPOSED = sound_composed_cases(wrappers=("FSDP2",))
 OUTER_COMPOSED = sound_composed_cases(wrappers=("FSDP2",), steps=st.integers(2, 4))
 """Outer accumulation under FSDP2 only: with DDP stages a second step() raises on 2.13.0 (docs/distributed.md)."""
 

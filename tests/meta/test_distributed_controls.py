@@ -305,7 +305,7 @@ def test_the_pipeline_x_data_parallel_property_rejects_ddp_stages_that_never_all
     distributed_mutants.PIPELINE_DDP_NEVER_SYNCS.apply(monkeypatch)
     example, message = assert_rejects(
         lambda case: pipeline_dp_invariants.check_every_replica_holds_the_full_batch_gradient(pipeline_pool, case),
-        case=pipeline_dp_invariants.sound_composed_cases(wrappers=("DDP",)),
+        case=pipeline_dp_invariants.DDP_COMPOSED,
     )
     assert "the DDP reduction did not run" in message and "differs" in message, message
 
@@ -315,7 +315,7 @@ def test_the_pipeline_x_data_parallel_property_rejects_fsdp_stages_that_sum_the_
     distributed_mutants.FSDP_REDUCE_SCATTER_SUMS.apply(monkeypatch)
     _, message = assert_rejects(
         lambda case: pipeline_dp_invariants.check_every_replica_holds_the_full_batch_gradient(pipeline_pool, case),
-        case=pipeline_dp_invariants.sound_composed_cases(wrappers=("FSDP2",)),
+        case=pipeline_dp_invariants.FSDP2_COMPOSED,
     )
     ratio = re.search(r"actual ≈ ([0-9.]+) × expected", message)
     assert ratio and float(ratio.group(1)) == pytest.approx(2.0, rel=0.01), message
