@@ -46,3 +46,21 @@ def rank_pool():
         yield pool.start()
     finally:
         pool.close()
+
+
+@pytest.fixture(scope="session")
+def pipeline_pool():
+    """Four gloo rank processes for the pipeline family: pipelines on 2…4 ranks and pipeline × data parallel on 2 × 2.
+
+    The forkserver the three-rank pool warmed is shared, so starting these four costs a fork and a rendezvous.
+    """
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    from properties.distributed.pool import RankPool
+
+    pool = RankPool(world_size=4)
+    try:
+        yield pool.start()
+    finally:
+        pool.close()

@@ -1,7 +1,8 @@
-"""Pipeline-parallel accumulation: every torch.distributed.pipelining schedule on 2 and 3 gloo ranks vs the full batch.
+"""Pipeline-parallel accumulation: every torch.distributed.pipelining schedule on 2–4 gloo ranks, alone and × 2 data-parallel
+replicas (DDP or FSDP2 on each stage), vs the full batch.
 
-The examples run on the session's rank pool (its world or its 2-rank subgroup); deadline=None
-because the pool's own timeout turns a hang into a failure.
+The examples run on the session's four-rank pool (its world or a subgroup of ranks 0…w−1);
+deadline=None because the pool's own timeout turns a hang into a failure.
 """
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from properties import defects, profiles
+from properties.distributed import pipeline_dp_invariants as composed
 from properties.distributed import pipeline_invariants as invariants
 from properties.distributed.pipeline import PLACEMENTS, PipelineCase, exported_schedules, unavailable_reason
 from properties.models import ModelSpec
@@ -43,39 +45,58 @@ def test_every_exported_schedule_is_drawn():
 
 @settings(deadline=None, max_examples=profiles.examples(0.4))
 @given(case=invariants.ANY_PIPELINES)
-def test_one_step_gives_every_stage_the_full_batch_gradient(rank_pool, case):
-    invariants.check_every_stage_holds_the_full_batch_gradient(rank_pool, case)
+def test_one_step_gives_every_stage_the_full_batch_gradient(pipeline_pool, case):
+    invariants.check_every_stage_holds_the_full_batch_gradient(pipeline_pool, case)
 
 
 @settings(deadline=None, max_examples=profiles.examples(0.2))
 @given(case=invariants.SPLIT_BACKWARD_PIPELINES)
-def test_the_split_backward_of_zero_bubble_schedules_accumulates_what_the_fused_backward_does(rank_pool, case):
-    invariants.check_split_backward_matches_fused(rank_pool, case)
+def test_the_split_backward_of_zero_bubble_schedules_accumulates_what_the_fused_backward_does(pipeline_pool, case):
+    invariants.check_split_backward_matches_fused(pipeline_pool, case)
 
 
 @settings(deadline=None, max_examples=profiles.examples(0.2))
 @given(case=invariants.ANY_PIPELINES)
-def test_the_losses_a_step_returns_are_the_micro_batch_losses(rank_pool, case):
-    invariants.check_returned_losses_are_the_micro_batch_losses(rank_pool, case)
+def test_the_losses_a_step_returns_are_the_micro_batch_losses(pipeline_pool, case):
+    invariants.check_returned_losses_are_the_micro_batch_losses(pipeline_pool, case)
 
 
 @settings(deadline=None, max_examples=profiles.examples(0.3))
 @given(case=invariants.OUTER_PIPELINES)
-def test_outer_steps_accumulated_the_right_way_give_the_full_batch_gradient_over_all_rows(rank_pool, case):
-    invariants.check_every_stage_holds_the_full_batch_gradient(rank_pool, case)
+def test_outer_steps_accumulated_the_right_way_give_the_full_batch_gradient_over_all_rows(pipeline_pool, case):
+    invariants.check_every_stage_holds_the_full_batch_gradient(pipeline_pool, case)
 
 
 @settings(deadline=None, max_examples=profiles.examples(0.3))
 @given(case=st.one_of(invariants.ANY_PIPELINES, invariants.OUTER_PIPELINES))
-def test_the_optimizer_step_leaves_every_stage_with_the_full_batch_step(rank_pool, case):
-    invariants.check_step_gives_full_batch_step(rank_pool, case)
+def test_the_optimizer_step_leaves_every_stage_with_the_full_batch_step(pipeline_pool, case):
+    invariants.check_step_gives_full_batch_step(pipeline_pool, case)
 
 
 @defects.PIPELINE_SCALE_GRADS_ACROSS_STEPS.xfail()
 @settings(deadline=None, max_examples=2, phases=[Phase.generate])  # where registered any example shows it
 @given(case=invariants.default_scale_grads_outer_cases())
-def test_outer_steps_with_the_default_scale_grads_give_the_sum_of_the_full_batch_gradients(rank_pool, case):
-    invariants.check_every_stage_holds_the_full_batch_gradient(rank_pool, case)
+def test_outer_steps_with_the_default_scale_grads_give_the_sum_of_the_full_batch_gradients(pipeline_pool, case):
+    invariants.check_every_stage_holds_the_full_batch_gradient(pipeline_pool, case)
+
+
+@settings(deadline=None, max_examples=profiles.examples(0.15))
+@given(case=composed.DDP_COMPOSED)
+def test_pipeline_x_ddp_gives_every_replica_the_full_batch_gradient_over_all_replicas_rows(pipeline_pool, case):
+    composed.check_every_replica_holds_the_full_batch_gradient(pipeline_pool, case)
+
+
+@settings(deadline=None, max_examples=profiles.examples(0.15))
+@given(case=st.one_of(composed.FSDP2_COMPOSED, composed.OUTER_COMPOSED))
+def test_pipeline_x_fsdp2_gives_every_replica_the_full_batch_gradient_over_all_replicas_rows(pipeline_pool, case):
+    composed.check_every_replica_holds_the_full_batch_gradient(pipeline_pool, case)
+
+
+@defects.PIPELINE_DDP_SPLIT_BACKWARD.xfail()
+@settings(deadline=None, max_examples=2, phases=[Phase.generate])  # where registered any example shows it
+@given(case=composed.ddp_split_backward_cases())
+def test_ddp_stages_under_a_zero_bubble_schedule_give_every_replica_the_full_batch_gradient(pipeline_pool, case):
+    composed.check_every_replica_holds_the_full_batch_gradient(pipeline_pool, case)
 
 
 def test_a_batch_that_n_microbatches_does_not_divide_is_refused_naming_n_and_n():

@@ -256,10 +256,12 @@ def run_pytest(
     return Run(returncode, seconds, tests, output[-3000:])
 
 
-def run_fault(fault: Optional[Fault], *, profile: str, seed: Optional[str], xdist: bool, timeout: float) -> Run:
-    """The suite under one fault (None: the baseline), the deadline off."""
+def run_fault(
+    fault: Optional[Fault], *, profile: str, seed: Optional[str], xdist: bool, timeout: float, paths: Iterable[str] = SUITE_ARGS
+) -> Run:
+    """The suite (or `paths`) under one fault (None: the baseline), the deadline off."""
     extra = ("--audit-no-deadline", *(fault.pytest_args if fault else ()))
-    return run_pytest(extra, profile=profile, seed=seed, xdist=xdist, timeout=timeout)
+    return run_pytest(extra, profile=profile, seed=seed, xdist=xdist, timeout=timeout, paths=paths)
 
 
 # --- judging -------------------------------------------------------------------------------------
@@ -399,11 +401,13 @@ def render_markdown(report: dict) -> str:
     how = "pytest-xdist -n auto" if report["xdist"] else f"{report['jobs']} fault(s) at a time"
     baseline = report["baseline"]
     state = "passed" if not baseline["failures"] else "FAILED: " + ", ".join(baseline["failures"])
+    paths = tuple(report.get("paths") or SUITE_ARGS)
+    scope = "tests/meta left out" if paths == SUITE_ARGS else "only " + " ".join(paths)
     lines = [
         "# Self-audit",
         "",
         f"torch {report['torch']}, profile `{report['profile']}`, seed {report['seed']}, {how}; "
-        f"{baseline['tests_run']} tests (tests/meta left out); without a fault they {state} "
+        f"{baseline['tests_run']} tests ({scope}); without a fault they {state} "
         f"in {baseline['seconds']:.1f} s.",
         "",
         f"**{caught}/{len(expected)} faults caught** in {report['seconds']:.0f} s.",
@@ -449,17 +453,20 @@ def audit(
     xdist: bool,
     timeout: float,
     progress: Callable[[str], None] = lambda line: None,
+    paths: Iterable[str] = SUITE_ARGS,
 ) -> dict:
-    """Run the baseline, then every fault (`jobs` at a time), and assemble the report."""
+    """Run the baseline, then every fault (`jobs` at a time), over the suite or `paths`, and assemble the report."""
     import torch
 
+    paths = tuple(paths)
     start = time.perf_counter()
-    baseline = run_fault(None, profile=profile, seed=seed, xdist=xdist, timeout=timeout)
+    baseline = run_fault(None, profile=profile, seed=seed, xdist=xdist, timeout=timeout, paths=paths)
     baseline_failures = set(failed_tests(baseline))
     progress(f"baseline: {baseline.returncode=} in {baseline.seconds:.1f} s; failing: {sorted(baseline_failures)}")
 
     def one(fault: Fault) -> dict:
-        row = verdict(fault, run_fault(fault, profile=profile, seed=seed, xdist=xdist, timeout=timeout), baseline_failures)
+        run = run_fault(fault, profile=profile, seed=seed, xdist=xdist, timeout=timeout, paths=paths)
+        row = verdict(fault, run, baseline_failures)
         progress(f"{fault.label}: {caught_cell(row).strip('*')} ({row['seconds']:.1f} s)")
         return row
 
@@ -479,6 +486,7 @@ def audit(
             "failures": sorted(baseline_failures),
             "output": baseline.output if baseline.returncode not in (0, 1) or baseline_failures else "",
         },
+        "paths": list(paths),
         "faults": rows,
         "caught": sum(r["caught"] for r in rows if r["expect_caught"]),
         "expected": sum(r["expect_caught"] for r in rows),
@@ -501,6 +509,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="faults run at the same time (default: cores)")
     p.add_argument("--xdist", action="store_true", help="run each fault with pytest -n auto instead (then --jobs 1)")
     p.add_argument("--timeout", type=float, default=600, help="seconds allowed per run (default: 600)")
+    p.add_argument(
+        "--paths",
+        nargs="+",
+        metavar="PATH",
+        help="run only these test paths under each fault (default: the suite, no tests/meta)",
+    )
     p.add_argument("--output", type=Path, default=REPORTS, help="where audit.json and audit.md go (default: reports/)")
     p.add_argument("--list", action="store_true", help="list the faults and exit")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -521,7 +535,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     seed = None if args.seed == "random" else args.seed
     jobs = 1 if args.xdist else args.jobs
     progress = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    report = audit(chosen, profile=args.profile, seed=seed, jobs=jobs, xdist=args.xdist, timeout=args.timeout, progress=progress)
+    paths = tuple(args.paths) if args.paths else SUITE_ARGS
+    report = audit(
+        chosen, profile=args.profile, seed=seed, jobs=jobs, xdist=args.xdist, timeout=args.timeout, progress=progress, paths=paths
+    )
     report["notes"] = notes
     write_reports(report, args.output)
     print(render_markdown(report))

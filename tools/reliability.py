@@ -137,7 +137,7 @@ SOAK_PROFILE = "dev"
 EXAMPLE_TARGET = 20_000
 WINDOW_TARGET = 2_000
 TARGETED_AIM = 2_000
-WINDOW_FAMILIES = ("distributed", "distributed_options", "fsdp")
+WINDOW_FAMILIES = ("distributed", "distributed_options", "fsdp", "pipeline")
 """Families whose examples are windows on a gloo rank pool: their target counts windows."""
 
 

@@ -270,6 +270,26 @@ def build_schedule(case: PipelineCase, stages: list, loss_fn):
 
 def run_pipeline(case: PipelineCase, rank: int, group) -> PipelineRecord:
     """Build rank r's stages, run T schedule.step() calls (no zero_grad between), record .grad and losses, one optimizer step."""
+    return run_stages(case, rank, group, case.step_batches())
+
+
+def plain(module: torch.nn.Module) -> torch.nn.Module:
+    """A stage module as it is (no data-parallel wrapper)."""
+    return module
+
+
+def numpy_of(tensor: torch.Tensor | None) -> np.ndarray | None:
+    """A local tensor's value as a NumPy array (None stays None)."""
+    return None if tensor is None else tensor.detach().numpy().copy()
+
+
+def run_stages(
+    case: PipelineCase, rank: int, group, batches, *, wrap=plain, value=numpy_of, record_rank: int | None = None
+) -> PipelineRecord:
+    """Pipeline rank `rank` of `group`: its stages (each through `wrap`), one step() per (x, y) of `batches`, .grad, the step.
+
+    `value` reads a parameter or gradient (a sharded one is gathered); the record carries `record_rank` (else `rank`).
+    """
     from torch.distributed.pipelining import PipelineStage
 
     model = case.data().build_model()
@@ -279,11 +299,11 @@ def run_pipeline(case: PipelineCase, rank: int, group) -> PipelineRecord:
         module, mapping = stage_module(case, model, index)
         modules.append(module)
         names.update({f"{index}:{local}": full for local, full in mapping.items()})
-        stages.append(PipelineStage(module, index, case.stages, torch.device("cpu"), group=group))
+        stages.append(PipelineStage(wrap(module), index, case.stages, torch.device("cpu"), group=group))
     schedule = build_schedule(case, stages, case.loss_value)
     first, last = 0 in held, case.stages - 1 in held
     losses: list[tuple[float, ...]] = []
-    for x, y in case.step_batches():
+    for x, y in batches:
         step_losses: list[torch.Tensor] = []
         args = (x,) if first else ()
         kwargs = {"target": y, "losses": step_losses} if last else {}
@@ -294,9 +314,9 @@ def run_pipeline(case: PipelineCase, rank: int, group) -> PipelineRecord:
     for index, module in zip(held, modules):
         for local, parameter in module.named_parameters():
             full = names[f"{index}:{local}"]
-            grads[full] = None if parameter.grad is None else parameter.grad.detach().numpy().copy()
+            grads[full] = value(parameter.grad)
             parameters.append((full, parameter))
     optimizer = (torch.optim.SGD if case.optimizer == "SGD" else torch.optim.Adam)([p for _, p in parameters], lr=case.lr)
     optimizer.step()
-    params = {full: parameter.detach().numpy().copy() for full, parameter in parameters}
-    return PipelineRecord(rank, grads, tuple(losses), params)
+    params = {full: value(parameter) for full, parameter in parameters}
+    return PipelineRecord(rank if record_rank is None else record_rank, grads, tuple(losses), params)

@@ -17,7 +17,7 @@ from properties.distributed.pool import RankPool
 from properties.models import ACTIVATIONS, ModelSpec
 from properties.strategies import as_strategy, seeds
 
-WORLD_SIZES = (2, 3)
+WORLD_SIZES = (2, 3, 4)
 LEARNING_RATES = (0.1, 0.5)
 ONE_STEP_LOSSES = (("mean", True), ("sum", False), ("mean", False), ("sum", True))
 OUTER_LOSSES = (("mean/(n·T)", False), ("sum", False), ("mean", False))

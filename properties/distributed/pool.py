@@ -21,6 +21,7 @@ from multiprocessing import connection
 from properties.distributed.cases import DistributedCase
 from properties.distributed.fsdp import FSDPCase, FSDPRecord
 from properties.distributed.pipeline import PipelineCase, PipelineRecord
+from properties.distributed.pipeline_dp import ComposedCase
 from properties.distributed.window import Fault, WindowRecord
 
 PRELOAD = ["properties.distributed.worker"]
@@ -101,14 +102,14 @@ class RankPool:
 
     def run(
         self,
-        case: DistributedCase | FSDPCase | PipelineCase,
+        case: DistributedCase | FSDPCase | PipelineCase | ComposedCase,
         *,
         loop: str = "global-mean",
         mutants: Sequence[str] | None = None,
         fault: Fault | None = None,
         timeout: float | None = None,
     ) -> list[WindowRecord] | list[FSDPRecord] | list[PipelineRecord]:
-        """Run `case` (DDP; FSDP2 for an FSDPCase; pipelining for a PipelineCase) on ranks 0…W−1; `mutants` None forwards the distributed mutants active here."""
+        """Run `case` (DDP; FSDP2 for an FSDPCase; pipelining for a PipelineCase, under DDP or FSDP2 for a ComposedCase) on ranks 0…W−1; `mutants` None forwards the distributed mutants active here."""
         from properties.distributed.worker import Job
         from properties.mutants.distributed import active
 

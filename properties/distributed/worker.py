@@ -19,6 +19,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks  # noqa: F
 from properties.distributed.cases import DistributedCase
 from properties.distributed.fsdp import FSDPCase, run_fsdp_window
 from properties.distributed.pipeline import PipelineCase, run_pipeline
+from properties.distributed.pipeline_dp import ComposedCase, run_composed
 from properties.distributed.window import Fault, run_window
 from properties.mutants.distributed import apply_named
 
@@ -46,7 +47,7 @@ class Job:
     """One example for every rank of a W-rank group: the case, the loop to run, mutants to apply, a fault to inject."""
 
     id: int
-    case: DistributedCase | FSDPCase | PipelineCase
+    case: DistributedCase | FSDPCase | PipelineCase | ComposedCase
     loop: str = "global-mean"
     mutants: tuple[str, ...] = ()
     fault: Fault | None = None
@@ -86,7 +87,9 @@ def answer(job: Job, rank: int, groups: dict[int, object]) -> tuple:
         with pytest.MonkeyPatch.context() as monkeypatch:
             apply_named(job.mutants, monkeypatch)
             group = groups[job.case.world_size]
-            if isinstance(job.case, PipelineCase):
+            if isinstance(job.case, ComposedCase):
+                record = run_composed(job.case, rank, group)
+            elif isinstance(job.case, PipelineCase):
                 record = run_pipeline(job.case, rank, group)
             elif isinstance(job.case, FSDPCase):
                 record = run_fsdp_window(job.case, rank, group)

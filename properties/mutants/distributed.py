@@ -1,6 +1,6 @@
 """Broken DDP, FSDP2 and pipelining: sync that stays on or never comes back, a reduction that sums, a bucket never
 all-reduced, a pipeline stage that scales its gradients twice or never, drops the split backward's weight gradients, returns its
-losses out of order or forgets the previous step()'s gradients.
+losses out of order, forgets the previous step()'s gradients or, wrapped in DDP, never all-reduces.
 
 Rank processes are separate interpreters, so a patch in the test process does not reach them
 by itself: each patch is marked with its mutant's name, `active()` reads the marks in this
@@ -56,6 +56,7 @@ def _pipeline_targets() -> dict:
         "backward_weight_one_chunk": (_PipelineStageBase, "backward_weight_one_chunk"),
         "update_losses": (_PipelineSchedule, "_update_losses"),
         "clear_runtime_states": (_PipelineStageBase, "clear_runtime_states"),
+        "backward_maybe_with_nosync": (_PipelineStageBase, "backward_maybe_with_nosync"),
     }
 
 
@@ -215,6 +216,18 @@ def _step_resets_grads(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     _install(monkeypatch, "clear_runtime_states", name, clear_runtime_states)
 
 
+def _stage_never_syncs_ddp(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A stage runs every backward as if it were not its last: a DDP-wrapped stage stays in no_sync() and never all-reduces."""
+    from torch.distributed.pipelining.stage import _PipelineStageBase
+
+    original = _PipelineStageBase.backward_maybe_with_nosync
+
+    def backward_maybe_with_nosync(self, backward_type, bwd_kwargs, last_backward=False):
+        return original(self, backward_type, bwd_kwargs, last_backward=False)
+
+    _install(monkeypatch, "backward_maybe_with_nosync", name, backward_maybe_with_nosync)
+
+
 NO_SYNC_DOES_NOTHING = Mutant(
     "ddp-no-sync-does-nothing",
     "DistributedDataParallel.no_sync() is a null context: every backward all-reduces",
@@ -283,6 +296,11 @@ PIPELINE_STEP_RESETS_GRADS = Mutant(
     "every schedule.step() sets its stages' .grad to None first: outer steps do not accumulate",
     lambda mp: _step_resets_grads(mp, "pipeline-step-resets-grads"),
 )
+PIPELINE_DDP_NEVER_SYNCS = Mutant(
+    "pipeline-ddp-never-syncs",
+    "a DDP-wrapped pipeline stage treats its last backward like the others: the replicas' gradients are never all-reduced",
+    lambda mp: _stage_never_syncs_ddp(mp, "pipeline-ddp-never-syncs"),
+)
 
 MUTANTS = (
     NO_SYNC_DOES_NOTHING,
@@ -298,6 +316,7 @@ MUTANTS = (
     PIPELINE_DROPS_WEIGHT_BACKWARD,
     PIPELINE_LOSSES_REVERSED,
     PIPELINE_STEP_RESETS_GRADS,
+    PIPELINE_DDP_NEVER_SYNCS,
 )
 BY_NAME = {mutant.name: mutant for mutant in MUTANTS}
 

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from properties import defects
-from properties.distributed import fsdp_invariants, invariants, pipeline_invariants, unavailable_reason
+from properties.distributed import fsdp_invariants, invariants, pipeline_dp_invariants, pipeline_invariants, unavailable_reason
 from properties.distributed.fsdp import unavailable_reason as fsdp_unavailable_reason
 from properties.distributed.pipeline import unavailable_reason as pipeline_unavailable_reason
 from properties.meta import assert_rejects
@@ -214,10 +214,10 @@ def test_a_pipelining_mutant_applied_here_is_forwarded_to_the_ranks_by_name(monk
 @pytest.mark.parametrize(
     "mutant", [distributed_mutants.PIPELINE_SCALES_TWICE, distributed_mutants.PIPELINE_NEVER_SCALES], ids=lambda m: m.name
 )
-def test_the_pipeline_full_batch_property_rejects_a_stage_that_scales_twice_or_never(rank_pool, monkeypatch, mutant):
+def test_the_pipeline_full_batch_property_rejects_a_stage_that_scales_twice_or_never(pipeline_pool, monkeypatch, mutant):
     mutant.apply(monkeypatch)
     example, message = assert_rejects(
-        lambda case: pipeline_invariants.check_every_stage_holds_the_full_batch_gradient(rank_pool, case),
+        lambda case: pipeline_invariants.check_every_stage_holds_the_full_batch_gradient(pipeline_pool, case),
         case=pipeline_invariants.ANY_PIPELINES,
     )
     n = example["case"].n_microbatches
@@ -228,48 +228,48 @@ def test_the_pipeline_full_batch_property_rejects_a_stage_that_scales_twice_or_n
 
 
 @pipeline
-def test_the_pipeline_full_batch_property_rejects_a_weight_backward_that_does_nothing(rank_pool, monkeypatch):
+def test_the_pipeline_full_batch_property_rejects_a_weight_backward_that_does_nothing(pipeline_pool, monkeypatch):
     distributed_mutants.PIPELINE_DROPS_WEIGHT_BACKWARD.apply(monkeypatch)
     example, _ = assert_rejects(
-        lambda case: pipeline_invariants.check_every_stage_holds_the_full_batch_gradient(rank_pool, case),
+        lambda case: pipeline_invariants.check_every_stage_holds_the_full_batch_gradient(pipeline_pool, case),
         case=pipeline_invariants.ANY_PIPELINES,
     )
     assert example["case"].placement.split_backward, example
 
 
 @pipeline
-def test_the_split_backward_property_rejects_a_weight_backward_that_does_nothing(rank_pool, monkeypatch):
+def test_the_split_backward_property_rejects_a_weight_backward_that_does_nothing(pipeline_pool, monkeypatch):
     distributed_mutants.PIPELINE_DROPS_WEIGHT_BACKWARD.apply(monkeypatch)
     _, message = assert_rejects(
-        lambda case: pipeline_invariants.check_split_backward_matches_fused(rank_pool, case),
+        lambda case: pipeline_invariants.check_split_backward_matches_fused(pipeline_pool, case),
         case=pipeline_invariants.SPLIT_BACKWARD_PIPELINES,
     )
     assert "split backward (actual) vs ScheduleLoopedBFS" in message, message
 
 
 @pipeline
-def test_the_outer_accumulation_property_rejects_a_step_that_resets_the_accumulated_grads(rank_pool, monkeypatch):
+def test_the_outer_accumulation_property_rejects_a_step_that_resets_the_accumulated_grads(pipeline_pool, monkeypatch):
     distributed_mutants.PIPELINE_STEP_RESETS_GRADS.apply(monkeypatch)
     assert_rejects(
-        lambda case: pipeline_invariants.check_every_stage_holds_the_full_batch_gradient(rank_pool, case),
+        lambda case: pipeline_invariants.check_every_stage_holds_the_full_batch_gradient(pipeline_pool, case),
         case=pipeline_invariants.outer_cases(),
     )
 
 
 @pipeline
-def test_the_outer_accumulation_property_rejects_the_default_scale_grads_across_steps(rank_pool):
+def test_the_outer_accumulation_property_rejects_the_default_scale_grads_across_steps(pipeline_pool):
     example, message = assert_rejects(
-        lambda case: pipeline_invariants.check_every_stage_holds_the_full_batch_gradient(rank_pool, case),
+        lambda case: pipeline_invariants.check_every_stage_holds_the_full_batch_gradient(pipeline_pool, case),
         case=pipeline_invariants.default_scale_grads_outer_cases(),
     )
     assert defects.PIPELINE_SCALE_GRADS_ACROSS_STEPS.applies(example["case"]), example
 
 
 @pipeline
-def test_the_returned_losses_property_rejects_losses_out_of_order(rank_pool, monkeypatch):
+def test_the_returned_losses_property_rejects_losses_out_of_order(pipeline_pool, monkeypatch):
     distributed_mutants.PIPELINE_LOSSES_REVERSED.apply(monkeypatch)
     example, message = assert_rejects(
-        lambda case: pipeline_invariants.check_returned_losses_are_the_micro_batch_losses(rank_pool, case),
+        lambda case: pipeline_invariants.check_returned_losses_are_the_micro_batch_losses(pipeline_pool, case),
         case=pipeline_invariants.ANY_PIPELINES,
     )
     assert example["case"].n_microbatches >= 2 and "loss of micro-batch" in message, message
@@ -279,10 +279,10 @@ def test_the_returned_losses_property_rejects_losses_out_of_order(rank_pool, mon
 @pytest.mark.parametrize(
     "mutant", [distributed_mutants.PIPELINE_SCALES_TWICE, distributed_mutants.PIPELINE_NEVER_SCALES], ids=lambda m: m.name
 )
-def test_the_pipeline_step_property_rejects_a_stage_that_scales_twice_or_never(rank_pool, monkeypatch, mutant):
+def test_the_pipeline_step_property_rejects_a_stage_that_scales_twice_or_never(pipeline_pool, monkeypatch, mutant):
     mutant.apply(monkeypatch)
     example, message = assert_rejects(
-        lambda case: pipeline_invariants.check_step_gives_full_batch_step(rank_pool, case),
+        lambda case: pipeline_invariants.check_step_gives_full_batch_step(pipeline_pool, case),
         case=pipeline_invariants.ANY_PIPELINES,
     )
     assert "expected the full-batch step" in message, message
@@ -294,6 +294,49 @@ def test_the_outer_pipelines_leave_the_registered_deviation_to_its_strict_xfail(
 
     @settings(max_examples=50, database=None, derandomize=True, deadline=None)
     @given(case=pipeline_invariants.OUTER_PIPELINES)
+    def drawn(case):
+        assert not defects.registered(case), case
+
+    drawn()
+
+
+@pipeline
+def test_the_pipeline_x_data_parallel_property_rejects_ddp_stages_that_never_all_reduce(pipeline_pool, monkeypatch):
+    distributed_mutants.PIPELINE_DDP_NEVER_SYNCS.apply(monkeypatch)
+    example, message = assert_rejects(
+        lambda case: pipeline_dp_invariants.check_every_replica_holds_the_full_batch_gradient(pipeline_pool, case),
+        case=pipeline_dp_invariants.DDP_COMPOSED,
+    )
+    assert "the DDP reduction did not run" in message and "differs" in message, message
+
+
+@pipeline
+def test_the_pipeline_x_data_parallel_property_rejects_fsdp_stages_that_sum_the_replicas(pipeline_pool, monkeypatch):
+    distributed_mutants.FSDP_REDUCE_SCATTER_SUMS.apply(monkeypatch)
+    _, message = assert_rejects(
+        lambda case: pipeline_dp_invariants.check_every_replica_holds_the_full_batch_gradient(pipeline_pool, case),
+        case=pipeline_dp_invariants.FSDP2_COMPOSED,
+    )
+    ratio = re.search(r"actual ≈ ([0-9.]+) × expected", message)
+    assert ratio and float(ratio.group(1)) == pytest.approx(2.0, rel=0.01), message
+
+
+@pipeline
+def test_the_pipeline_x_data_parallel_property_rejects_ddp_stages_under_a_zero_bubble_schedule(pipeline_pool):
+    example, _ = assert_rejects(
+        lambda case: pipeline_dp_invariants.check_every_replica_holds_the_full_batch_gradient(pipeline_pool, case),
+        case=pipeline_dp_invariants.ddp_split_backward_cases(),
+    )
+    assert defects.PIPELINE_DDP_SPLIT_BACKWARD.applies(example["case"]), example
+
+
+@pipeline
+def test_the_pipeline_x_data_parallel_cases_leave_the_registered_deviation_to_its_strict_xfail():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=50, database=None, derandomize=True, deadline=None)
+    @given(case=st.one_of(pipeline_dp_invariants.ANY_COMPOSED, pipeline_dp_invariants.OUTER_COMPOSED))
     def drawn(case):
         assert not defects.registered(case), case
 

@@ -98,6 +98,9 @@ def test_the_audit_table_has_one_row_per_fault_and_lists_the_gaps():
     assert "| `missed` | mutant (m) | **MISSED** | — | — | — | 2.0 |" in text
     assert "no (as it should)" in text
     assert "## Gaps" in text and "- `missed` (breaks things): no test failed." in text
+    assert "1 tests (tests/meta left out)" in text
+    restricted = audit.render_markdown({**report, "paths": ["tests/test_pipeline.py"]})
+    assert "1 tests (only tests/test_pipeline.py)" in restricted
     json.dumps(report)
 
 
