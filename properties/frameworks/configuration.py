@@ -59,7 +59,8 @@ class Configuration:
     the `dataset` (x, y) for `example.epochs` epochs in batches of `example.batch_size`, k a window;
     `call(example)` states that set-up in the framework's own terms; `documented` says what the
     framework documents for it and `source` where; `hints(observation)` adds likely causes in the
-    framework's terms to a failure. `data` is what the checker draws for it: "rows" (the suite's models
+    framework's terms to a failure; `unavailable()` says why the installed version cannot run it (None: it can), e.g. a
+    loss path an older release lacks. `data` is what the checker draws for it: "rows" (the suite's models
     on regression rows, loss = MSE), "tokens" (padded token sequences with ignore_index labels, a
     token model, loss = cross-entropy over the counted tokens) or "model" (the user's model, loss and
     data, `user`: a cases.UserSetup, the model handed to the framework as it is).
@@ -75,6 +76,14 @@ class Configuration:
     hints: Optional[Callable] = field(default=None, compare=False)
     data: str = "rows"
     user: Optional[object] = field(default=None, compare=False)
+    unavailable: Optional[Callable[[], Optional[str]]] = field(default=None, compare=False)
+
+    def missing(self) -> Optional[str]:
+        """Why this configuration cannot be checked here: the framework is not installed, or its version lacks it; or None."""
+        reason = self.framework.missing()
+        if reason is None and self.unavailable is not None:
+            reason = self.unavailable()
+        return reason
 
     @property
     def label(self) -> str:
@@ -88,6 +97,10 @@ class Configuration:
 
     def __repr__(self) -> str:
         return self.id
+
+
+class NotAvailable(RuntimeError):
+    """The installed framework version lacks what a configuration uses (`Configuration.unavailable` says what)."""
 
 
 class FrameworkRun:
