@@ -202,6 +202,8 @@ def merge(reports: list[dict]) -> dict:
         merged["unavailable"] += report.get("unavailable", [])
         versions = report.get("frameworks", {})
         merged["measured"] += [{"version": versions.get(row["framework"]), **row} for row in report["measured"]]
+    for entry in merged["configurations"]:  # each deviation's versions as the registry measures them now
+        refresh(entry["registered_deviation"])
     checked = {entry["framework"] for entry in merged["configurations"] + merged["unavailable"]}
     merged["missing"] = {name: reason for name, reason in merged["missing"].items() if name not in checked}
     frameworks: dict = {}
@@ -240,6 +242,15 @@ def boundaries_lines() -> list[str]:
             f"{deviation.measured or '—'} |"
         )
     return lines + [""]
+
+
+def refresh(deviation: Optional[dict]) -> None:
+    """A run's registered deviation given the registry's current versions and measured boundary (matched by name)."""
+    from properties.frameworks.deviations import DEVIATIONS
+
+    entry = next((entry for entry in DEVIATIONS if deviation is not None and entry.name == deviation["name"]), None)
+    if entry is not None:
+        deviation.update(versions=entry.versions, measured=entry.measured)
 
 
 def registry_versions(deviation: dict) -> str:

@@ -159,7 +159,7 @@ ACCELERATE_NO_DATALOADER_SYNC = Deviation(
 TRANSFORMERS_UNSHIFTED_COUNT = Deviation(
     name="num_items_in_batch counts unshifted labels for a causal LM whose loss_type is None (GPT2LMHeadModel)",
     framework="transformers",
-    since="5.24.0",
+    since="4.52.1",
     fixed=None,
     configurations=("num-items:no-loss-type",),
     properties=("gradients", "parameters"),
@@ -174,9 +174,17 @@ TRANSFORMERS_UNSHIFTED_COUNT = Deviation(
     source=(
         "transformers trainer.py: Trainer._get_num_items_in_batch and _loss_shifts_labels; modeling_utils.py: "
         "PreTrainedModel.loss_type and loss_function; the shift was added for the causal LMs whose loss_type names "
-        "ForCausalLM by https://github.com/huggingface/transformers/pull/46204. Earliest version checked here: 5.24.0"
+        "ForCausalLM by https://github.com/huggingface/transformers/pull/46204"
     ),
     kind="found by this suite",
+    measured=(
+        "4.51.3 does not show it: its run stops after epochs × (batches ÷ k) steps, so the last short window is never "
+        "stepped (N=10, B=2, k=2: 0.636, 0.667 and no third step; 4.49.0 the same; 4.48.0's GPT-2 takes no "
+        "num_items_in_batch); 4.52.1 shows it (0.636, 0.667, 0.778), as do 4.54.1, 4.55.0 and 5.24.0; not fixed in 5.24.0. "
+        "Before 5.10.1 the count is unshifted for every causal LM: Llama's own loss shows the same behaviour on 4.54.1, "
+        "4.55.0 and 5.9.0 (not registered there: it fails); from 5.10.1 its count is shifted and it passes. Run: the edge examples (check.Search) in an "
+        "environment of torch 2.13.0+cpu, that transformers release and accelerate 1.12.0"
+    ),
 )
 
 TRANSFORMERS_BEFORE_ITEM_COUNT = Deviation(
