@@ -14,7 +14,7 @@ weight decay or clipping (max_grad_norm=0), sequential sampling, no logging, sav
 Older releases are checked too (the conformance report's several versions): before 4.46.0 the
 Trainer passes no num_items_in_batch and takes no compute_loss_func, so the configurations of that
 loss path say they are not available there (`NUM_ITEMS_SINCE`); a TrainingArguments without
-train_sampling_strategy (before 5.x) gets sequential sampling from a Trainer whose
+train_sampling_strategy (before 5.2.0) gets sequential sampling from a Trainer whose
 _get_train_sampler returns a SequentialSampler, the only difference in how the run is set up.
 """
 
@@ -147,7 +147,7 @@ FIXED_ARGUMENTS = dict(
 
 
 def sequential(trainer_class):
-    """`trainer_class` with a SequentialSampler, for a TrainingArguments that has no train_sampling_strategy (before 5.x)."""
+    """`trainer_class` with a SequentialSampler, for a TrainingArguments that has no train_sampling_strategy (before 5.2.0)."""
     import dataclasses
 
     from transformers import TrainingArguments
