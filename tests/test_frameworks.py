@@ -22,13 +22,13 @@ pytestmark = pytest.mark.frameworks
 EXAMPLES = profiles.examples(0.2)
 
 
-def marks(framework: str, key: str) -> list:
-    """Skip where the framework is missing; a strict xfail (raises=KnownDeviation) where a deviation is registered;
-    DeepSpeed's marked `deepspeed` (run when selected: tests/conftest.py)."""
+def marks(framework: str, key: str, configuration=None) -> list:
+    """Skip where the framework is missing or its version lacks the configuration; a strict xfail (raises=KnownDeviation)
+    where a deviation is registered; DeepSpeed's marked `deepspeed` (run when selected: tests/conftest.py)."""
     from properties.frameworks.check import KnownDeviation
 
     selected = [pytest.mark.deepspeed] if framework == "deepspeed" else []
-    reason = missing(framework)
+    reason = missing(framework) if configuration is None else configuration.missing()
     if reason is not None:
         return [*selected, pytest.mark.skip(reason=reason)]
     deviation = registered(framework, key, FRAMEWORKS[framework].version())
@@ -36,7 +36,7 @@ def marks(framework: str, key: str) -> list:
 
 
 CONFIGURATIONS = [
-    pytest.param(configuration, marks=marks(name, configuration.key), id=configuration.id)
+    pytest.param(configuration, marks=marks(name, configuration.key, configuration), id=configuration.id)
     for name in MODULES
     for configuration in configurations(name)
 ]
@@ -63,6 +63,27 @@ TABLE = [
 ]
 
 
+# The versions the table was measured on (the pinned ones): another version whose registered deviation differs is skipped.
+MEASURED_ON = {"transformers": "5.24.0", "pytorch-lightning": "2.6.6", "accelerate": "1.15.0"}
+
+
+def table_marks(framework: str, key: str) -> list:
+    """marks() for the configuration 'framework:key', and a skip where the installed version registers another deviation."""
+    configuration = configuration_of(framework, key)
+    installed = FRAMEWORKS[framework].version()
+    setting = key.split(":")[0]
+    if installed is not None and registered(framework, setting, installed) != registered(
+        framework, setting, MEASURED_ON[framework]
+    ):
+        deviation = registered(framework, setting, installed)
+        reason = (
+            f"the table was measured on {framework} {MEASURED_ON[framework]}; {installed} is registered as "
+            f"{deviation.name if deviation else 'no deviation'} ({deviation.versions if deviation else 'none'})"
+        )
+        return [pytest.mark.skip(reason=reason)]
+    return marks(framework, setting, configuration)
+
+
 def configuration_of(framework: str, key: str):
     """The bundled configuration 'framework:key' ('transformers:mean-loss:tokens' for token data)."""
     return next(c for c in configurations(framework) if c.id == f"{framework}:{key}")
@@ -78,7 +99,11 @@ def test_each_framework_configuration_steps_like_one_full_batch_step_per_window(
 @pytest.mark.parametrize(
     "framework, key, rows, batch_size, k, ratios",
     [
-        pytest.param(*row, marks=marks(row[0], row[1].split(":")[0]), id=f"{row[0]}:{row[1]}:N={row[2]},B={row[3]},k={row[4]}")
+        pytest.param(
+            *row,
+            marks=table_marks(row[0], row[1]),
+            id=f"{row[0]}:{row[1]}:N={row[2]},B={row[3]},k={row[4]}",
+        )
         for row in TABLE
     ],
 )
@@ -133,7 +158,7 @@ def test_a_shrunk_counterexample_is_stated_in_the_framework_s_own_terms():
 def test_code_written_against_each_framework_s_documented_api_is_checked_as_it_is(framework, check, target, bundled):
     from properties.frameworks import KnownDeviation, module
 
-    reason = missing(framework)
+    reason = configuration_of(framework, bundled).missing()
     if reason is not None:
         pytest.skip(reason)
     adapter = module(framework)
@@ -199,6 +224,9 @@ def test_the_deviations_table_names_real_frameworks_configurations_properties_an
         assert set(deviation.properties) <= set(BY_NAME) and deviation.behaviour in BEHAVIOURS, deviation.name
         assert deviation.source and deviation.what and deviation.kind in ("documented", "upstream report", "found by this suite")
         assert deviation.affects(deviation.since) and not deviation.affects("0.0.1") and not deviation.affects(None)
+        if deviation.measured:  # the measured boundary names the releases on each side of it
+            assert deviation.since in deviation.measured, deviation.name
+            assert deviation.fixed is None or deviation.fixed in deviation.measured, deviation.name
 
 
 def test_importing_the_frameworks_package_imports_no_framework_and_no_torch():

@@ -46,6 +46,28 @@ def across_epochs(example: FrameworkCase) -> list[range]:
     return [range(start, start + example.k) for start in range(0, count - example.k + 1, example.k)]
 
 
+def trainer_before_4_46(example: FrameworkCase) -> list[range]:
+    """The transformers Trainer's windows before 4.46: a step when the batches counted over the whole run reach a multiple
+    of k, or at the last batch of an epoch of at most k batches; the run stops after epochs × max(batches ÷ k, 1) steps.
+
+    (trainer.py, _inner_training_loop: total_batched_samples % gradient_accumulation_steps == 0 or
+    is_last_step_and_steps_less_than_grad_acc; max_steps = num_train_epochs × num_update_steps_per_epoch.)
+    """
+    n, k = len(example.epoch_sizes), example.k
+    max_steps = example.epochs * max(n // k, 1)
+    windows, start, total = [], 0, 0
+    for epoch in range(example.epochs):
+        for step in range(n):
+            total += 1
+            if total % k == 0 or (n <= k and step == n - 1):
+                end = epoch * n + step + 1
+                windows.append(range(start, end))
+                start = end
+                if len(windows) >= max_steps:
+                    return windows
+    return windows
+
+
 def unshifted_labels(y: torch.Tensor) -> int:
     """Labels ≠ -100 at every position, position 0 included (what a count that forgets the causal shift counts)."""
     return int((y != -100).sum())
@@ -72,6 +94,13 @@ BEHAVIOURS = {
             "windows across epochs, means ÷ k",
             "windows of k batches across epoch ends, each batch's mean-loss gradient × 1/k",
             across_epochs,
+            lambda example, window, j: 1 / example.k,
+        ),
+        Behaviour(
+            "Trainer < 4.46: windows across epochs, means ÷ k",
+            "windows of k batches counted across epoch ends (an epoch of at most k batches ends one), at most "
+            "epochs × max(batches ÷ k, 1) steps, each batch's mean-loss gradient × 1/k",
+            trainer_before_4_46,
             lambda example, window, j: 1 / example.k,
         ),
         Behaviour(

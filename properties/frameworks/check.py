@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, Phase, errors, find, settings
 
 from properties.frameworks.behaviours import BEHAVIOURS, unexplained
 from properties.frameworks.cases import FrameworkCase, FrameworkObservation, cases_for, with_call
-from properties.frameworks.configuration import Configuration, FrameworkRun
+from properties.frameworks.configuration import Configuration, FrameworkRun, NotAvailable
 from properties.frameworks.deviations import Deviation, registered
 from properties.models import ModelSpec
 from properties.recipes.causes import likely_causes, vector
@@ -268,6 +268,9 @@ def check_configuration(
     missing = configuration.framework.missing()
     if missing is not None:
         raise ModuleNotFoundError(missing)
+    unavailable = configuration.missing()
+    if unavailable is not None:
+        raise NotAvailable(unavailable)
     search = Search(configuration)
     failing_edge = None
     for example in search.edge_examples():

@@ -97,7 +97,8 @@ class Configuration:
     the `dataset` (x, y) for `example.epochs` epochs in batches of `example.batch_size`, k a window;
     `call(example)` states that set-up in the framework's own terms; `documented` says what the
     framework documents for it and `source` where; `hints(observation)` adds likely causes in the
-    framework's terms to a failure. `data` is what the checker draws for it: "rows" (the suite's models
+    framework's terms to a failure; `unavailable()` says why the installed version cannot run it (None: it can), e.g. a
+    loss path an older release lacks. `data` is what the checker draws for it: "rows" (the suite's models
     on regression rows, loss = MSE), "tokens" (padded token sequences with ignore_index labels, a
     token model, loss = cross-entropy over the counted tokens) or "model" (the user's model, loss and
     data, `user`: a cases.UserSetup, the model handed to the framework as it is). A framework that trains in
@@ -118,6 +119,14 @@ class Configuration:
     observe: Optional[Callable] = field(default=None, compare=False)
     cases: Optional[Callable] = field(default=None, compare=False)
     edges: Optional[Callable] = field(default=None, compare=False)
+    unavailable: Optional[Callable[[], Optional[str]]] = field(default=None, compare=False)
+
+    def missing(self) -> Optional[str]:
+        """Why this configuration cannot be checked here: the framework is not installed, or its version lacks it; or None."""
+        reason = self.framework.missing()
+        if reason is None and self.unavailable is not None:
+            reason = self.unavailable()
+        return reason
 
     @property
     def label(self) -> str:
@@ -131,6 +140,10 @@ class Configuration:
 
     def __repr__(self) -> str:
         return self.id
+
+
+class NotAvailable(RuntimeError):
+    """The installed framework version lacks what a configuration uses (`Configuration.unavailable` says what)."""
 
 
 class FrameworkRun:

@@ -21,7 +21,9 @@ class Deviation:
     """A framework behaviour that differs from one full-batch step per window, from version `since` until `fixed`.
 
     `since` is the earliest version known to behave so (an upstream report's, or the earliest
-    checked here); `fixed` the first that no longer does (None: not fixed).
+    checked here); `fixed` the first that no longer does (None: not fixed). `measured` says how the
+    boundary was measured: the releases run on each side of it and the run that ran them (empty:
+    not measured; docs/frameworks.md, "Several versions").
     """
 
     name: str
@@ -34,6 +36,7 @@ class Deviation:
     what: str
     source: str
     kind: str
+    measured: str = ""
 
     def affects(self, version: Optional[str]) -> bool:
         """Whether the given framework version (None: not installed) is one this deviation is registered for."""
@@ -69,12 +72,18 @@ LIGHTNING_PARTIAL_WINDOW = Deviation(
         "trainer.accumulate_grad_batches"
     ),
     kind="upstream report",
+    measured=(
+        "2.0.0 (the first 2.x release; it imports pkg_resources, so beside setuptools<81), 2.6.0 and 2.6.6 show it on every "
+        "edge example (N=10, B=2, k=2: 1, 1, 0.5); not fixed in 2.6.6. Earliest checked: 2.0.0. Run: the edge examples "
+        "(check.Search) in an environment of torch 2.13.0+cpu and that release alone; python -m tools.conformance for "
+        "2.6.0 and 2.6.6 (reports/conformance.md)"
+    ),
 )
 
 TRANSFORMERS_MEAN_LOSS = Deviation(
     name="a per-batch mean loss is divided by the window's number of batches",
     framework="transformers",
-    since="5.24.0",
+    since="4.55.0",
     fixed=None,
     configurations=("mean-loss",),
     properties=("gradients", "parameters"),
@@ -87,15 +96,22 @@ TRANSFORMERS_MEAN_LOSS = Deviation(
     source=(
         "Trainer.compute_loss docstring: a loss that is 'a per-batch mean' is divided 'by the number of gradient "
         "accumulation steps'; https://huggingface.co/docs/transformers/en/grad_accumulation (Loss scaling: take "
-        "num_items_in_batch); https://huggingface.co/blog/gradient_accumulation. Earliest version checked here: 5.24.0"
+        "num_items_in_batch); https://huggingface.co/blog/gradient_accumulation; trainer.py: training_step divides by "
+        "current_gradient_accumulation_steps = len(batch_samples)"
     ),
     kind="documented",
+    measured=(
+        "4.54.1 does not show it: each batch's mean loss is divided by k, also in a short window (N=10, B=2, k=2: 1, 1, "
+        "0.5; the 'means ÷ k' behaviour); 4.55.0 shows it (N=10, B=2, k=2: 1, 1, 1; N=7, B=2, k=2: 1, 0.761), as do 5.24.0 "
+        "(python -m tools.conformance: reports/conformance.md); not fixed in 5.24.0. Run: the edge examples (check.Search) in "
+        "an environment of torch 2.13.0+cpu, that transformers release and accelerate 1.12.0"
+    ),
 )
 
 ACCELERATE_DIVIDES_BY_K = Deviation(
     name="accelerator.backward divides every loss by gradient_accumulation_steps, also in a short window",
     framework="accelerate",
-    since="1.15.0",
+    since="1.0.0",
     fixed=None,
     configurations=("accumulate", "plugin", "plugin-sync-each-batch"),
     properties=("gradients", "parameters"),
@@ -107,16 +123,20 @@ ACCELERATE_DIVIDES_BY_K = Deviation(
     ),
     source=(
         "Accelerator.backward docstring: 'Scales the gradients in accordance to the GradientAccumulationPlugin' "
-        "(loss / gradient_accumulation_steps); https://huggingface.co/docs/accelerate/usage_guides/gradient_accumulation. "
-        "Earliest version checked here: 1.15.0"
+        "(loss / gradient_accumulation_steps); https://huggingface.co/docs/accelerate/usage_guides/gradient_accumulation"
     ),
     kind="documented",
+    measured=(
+        "1.0.0, 1.12.0 and 1.15.0 show it on every edge example (N=10, B=2, k=2: 1, 1, 0.5); not fixed in 1.15.0. Earliest "
+        "checked: 1.0.0. Run: the edge examples (check.Search) in an environment of torch 2.13.0+cpu and accelerate 1.0.0; "
+        "python -m tools.conformance for 1.12.0 and 1.15.0 (reports/conformance.md)"
+    ),
 )
 
 ACCELERATE_NO_DATALOADER_SYNC = Deviation(
     name="with sync_with_dataloader=False, windows run on across the end of the dataloader",
     framework="accelerate",
-    since="1.15.0",
+    since="1.0.0",
     fixed=None,
     configurations=("plugin-no-dataloader-sync",),
     properties=("steps", "gradients", "parameters"),
@@ -127,16 +147,19 @@ ACCELERATE_NO_DATALOADER_SYNC = Deviation(
     ),
     source=(
         "GradientAccumulationPlugin docstring: sync_with_dataloader, 'Whether to synchronize setting the gradients when "
-        "at the end of the dataloader. Should only be set to False if you know what you're doing.' Earliest version "
-        "checked here: 1.15.0"
+        "at the end of the dataloader. Should only be set to False if you know what you're doing.'"
     ),
     kind="documented",
+    measured=(
+        "1.0.0, 1.12.0 and 1.15.0 show it on every edge example (N=10, B=2, k=2: 2 steps, the last batch never applied); "
+        "not fixed in 1.15.0. Earliest checked: 1.0.0. Run: as for the short-window deviation"
+    ),
 )
 
 TRANSFORMERS_UNSHIFTED_COUNT = Deviation(
     name="num_items_in_batch counts unshifted labels for a causal LM whose loss_type is None (GPT2LMHeadModel)",
     framework="transformers",
-    since="5.24.0",
+    since="4.52.1",
     fixed=None,
     configurations=("num-items:no-loss-type",),
     properties=("gradients", "parameters"),
@@ -151,9 +174,49 @@ TRANSFORMERS_UNSHIFTED_COUNT = Deviation(
     source=(
         "transformers trainer.py: Trainer._get_num_items_in_batch and _loss_shifts_labels; modeling_utils.py: "
         "PreTrainedModel.loss_type and loss_function; the shift was added for the causal LMs whose loss_type names "
-        "ForCausalLM by https://github.com/huggingface/transformers/pull/46204. Earliest version checked here: 5.24.0"
+        "ForCausalLM by https://github.com/huggingface/transformers/pull/46204"
     ),
     kind="found by this suite",
+    measured=(
+        "4.51.3 does not show it: its run stops after epochs × (batches ÷ k) steps, so the last short window is never "
+        "stepped (N=10, B=2, k=2: 0.636, 0.667 and no third step; 4.49.0 the same; 4.48.0's GPT-2 takes no "
+        "num_items_in_batch); 4.52.1 shows it (0.636, 0.667, 0.778), as do 4.54.1, 4.55.0 and 5.24.0; not fixed in 5.24.0. "
+        "Before 5.10.1 the count is unshifted for every causal LM: Llama's own loss shows the same behaviour on 4.54.1, "
+        "4.55.0 and 5.9.0 (not registered there: it fails); from 5.10.1 its count is shifted and it passes. Run: the edge examples (check.Search) in an "
+        "environment of torch 2.13.0+cpu, that transformers release and accelerate 1.12.0"
+    ),
+)
+
+TRANSFORMERS_BEFORE_ITEM_COUNT = Deviation(
+    name="before num_items_in_batch: windows run across epoch ends and every batch's mean loss is divided by k",
+    framework="transformers",
+    since="4.45.2",
+    fixed="4.46.0",
+    configurations=("mean-loss",),
+    properties=("steps", "gradients", "parameters"),
+    behaviour="Trainer < 4.46: windows across epochs, means ÷ k",
+    what=(
+        "the Trainer counts batches over the whole run: a step comes when that count reaches a multiple of k (or at the "
+        "last batch of an epoch of at most k batches), so an epoch's short last window is not stepped but carried into the "
+        "next epoch, and the run stops after epochs × max(batches ÷ k, 1) steps, the last window's gradient never applied; "
+        "accelerator.backward divides every batch's mean loss by k, so a window whose batches hold unequal rows or tokens "
+        "weighs them unequally (the bug class the Trainer's num_items_in_batch fixed)"
+    ),
+    source=(
+        "https://huggingface.co/blog/gradient_accumulation (the fix: num_items_in_batch, "
+        "https://github.com/huggingface/transformers/pull/34198, in 4.46.0); transformers 4.45.2 trainer.py: "
+        "_inner_training_loop, total_batched_samples % args.gradient_accumulation_steps == 0 or "
+        "is_last_step_and_steps_less_than_grad_acc"
+    ),
+    kind="upstream report",
+    measured=(
+        "4.45.2 shows it (every edge example, and the drawn ones of python -m tools.conformance: reports/conformance.md); "
+        "4.46.0 does not: its training_step multiplies the loss by k before accelerator.backward divides it, each step "
+        "k× the window's mean-loss gradient (N=10, B=2, k=2: 2, 2), with accelerate 1.0.1 as with 1.12.0; 4.46.2 too. "
+        "(4.48.0 matches it again on the edge examples, its drawn examples not run: not registered there.) Earliest "
+        "checked: 4.45.2. Run: the edge examples (check.Search) in an environment of torch 2.13.0+cpu, that release and "
+        "accelerate 1.12.0"
+    ),
 )
 
 DEEPSPEED_ENGINE_DIVIDES_BY_K = Deviation(
@@ -184,6 +247,7 @@ DEVIATIONS = (
     LIGHTNING_PARTIAL_WINDOW,
     TRANSFORMERS_MEAN_LOSS,
     TRANSFORMERS_UNSHIFTED_COUNT,
+    TRANSFORMERS_BEFORE_ITEM_COUNT,
     ACCELERATE_DIVIDES_BY_K,
     ACCELERATE_NO_DATALOADER_SYNC,
     DEEPSPEED_ENGINE_DIVIDES_BY_K,

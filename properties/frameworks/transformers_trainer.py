@@ -10,6 +10,12 @@ labels are ignore_index (-100) on padding: cross-entropy summed over the counted
 by num_items_in_batch (the window's count of labels ≠ -100, as the Trainer computes it), and the
 per-batch mean over counted tokens. The Trainer gets the checker's optimizer, a constant learning rate, no warm-up,
 weight decay or clipping (max_grad_norm=0), sequential sampling, no logging, saving or reporting.
+
+Older releases are checked too (the conformance report's several versions): before 4.46.0 the
+Trainer passes no num_items_in_batch and takes no compute_loss_func, so the configurations of that
+loss path say they are not available there (`NUM_ITEMS_SINCE`); a TrainingArguments without
+train_sampling_strategy (before 5.2.0) gets sequential sampling from a Trainer whose
+_get_train_sampler returns a SequentialSampler, the only difference in how the run is set up.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ from torch import nn
 from properties.frameworks.cases import LabelledInputs, user_setup
 from properties.frameworks.configuration import FRAMEWORKS, Configuration
 from properties.frameworks.hf_models import TinyGPT2, TinyLlama
+from properties.versions import within
 
 FRAMEWORK = FRAMEWORKS["transformers"]
 DOCS = "https://huggingface.co/docs/transformers/en/grad_accumulation"
+NUM_ITEMS_SINCE = "4.46.0"
+"""The first release whose Trainer passes num_items_in_batch and takes compute_loss_func (4.45.2's trainer.py names neither)."""
 
 
 def squared_errors(out, labels, reduction: str = "mean"):
@@ -137,6 +146,37 @@ FIXED_ARGUMENTS = dict(
 )
 
 
+def sequential(trainer_class):
+    """`trainer_class` with a SequentialSampler, for a TrainingArguments that has no train_sampling_strategy (before 5.2.0)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    if any(f.name == "train_sampling_strategy" for f in dataclasses.fields(TrainingArguments)):
+        return trainer_class, FIXED_ARGUMENTS
+
+    def _get_train_sampler(self, *args, **kwargs):
+        return torch.utils.data.SequentialSampler(self.train_dataset)
+
+    subclass = type(trainer_class.__name__, (trainer_class,), {"_get_train_sampler": _get_train_sampler})
+    return subclass, {k: v for k, v in FIXED_ARGUMENTS.items() if k != "train_sampling_strategy"}
+
+
+def unavailable(key: str):
+    """Why a configuration under loss path `key` cannot run on the installed transformers (None: it can)."""
+
+    def reason() -> str | None:
+        version = FRAMEWORK.version()
+        if key.split(":")[0] in ("num-items", "compute-loss-func") and version and not within(version, NUM_ITEMS_SINCE, None):
+            return (
+                f"not available in transformers {version}: its Trainer passes no num_items_in_batch and takes no "
+                f"compute_loss_func (both since {NUM_ITEMS_SINCE})"
+            )
+        return None
+
+    return reason
+
+
 def takes_loss_kwargs(model_class) -> bool:
     """What the Trainer decides: the model's `accepts_loss_kwargs` if it has one, else whether forward takes **kwargs."""
     import inspect
@@ -197,7 +237,8 @@ def trainer(
     def run(example, model, optimizer, dataset, loss_fn, directory):
         from transformers import Trainer, TrainingArguments
 
-        arguments = {**FIXED_ARGUMENTS, **training_arguments}
+        cls, fixed = sequential(trainer_class or Trainer)
+        arguments = {**fixed, **training_arguments}
         args = TrainingArguments(
             output_dir=directory,
             per_device_train_batch_size=example.batch_size,
@@ -206,7 +247,6 @@ def trainer(
             **arguments,
         )
         extra = {} if compute_loss_func is None else {"compute_loss_func": compute_loss_func}
-        cls = trainer_class or Trainer
         trained, rows = (model, LabelledInputs(*dataset)) if user is not None else (model_class(model), Rows(*dataset))
         cls(model=trained, args=args, train_dataset=rows, optimizers=(optimizer, None), **extra).train()
 
@@ -234,6 +274,7 @@ def trainer(
         source=DOCS,
         data=data,
         user=user,
+        unavailable=unavailable(key),
     )
 
 
