@@ -106,7 +106,7 @@ def test_small_buckets_split_the_model_into_several_buckets_each_all_reduced_onc
     from properties.models import ModelSpec
 
     options = DDPOptions(bucket_cap_mb=SMALL_BUCKET_CAP_MB, gradient_as_bucket_view=gradient_as_bucket_view, warmup=True)
-    output_weight = 2**20 // torch.float64.itemsize  # elements: 1 MiB of float64 in the hidden × out output weight
+    output_weight = 2**20 // torch.zeros((), dtype=torch.float64).element_size()  # 1 MiB of float64: hidden × out
     case = DistributedCase(
         Case(ModelSpec("mlp", 3, output_weight // 512, hidden=512), (2, 1, 1, 3), torch.float64, seed=7), 2, options=options
     )

@@ -245,7 +245,7 @@ def installed_metadata(monkeypatch, torch_version: str, requires: dict):
     real_version, real_requires = importlib.metadata.version, importlib.metadata.requires
     versions = {"torch": torch_version, "transformers": "5.24.0", "pytorch-lightning": "2.6.6", "accelerate": "1.15.0"}
     monkeypatch.setattr(importlib.metadata, "version", lambda name: versions.get(name) or real_version(name))
-    monkeypatch.setattr(importlib.metadata, "requires", lambda name: requires.get(name, real_requires(name)))
+    monkeypatch.setattr(importlib.metadata, "requires", lambda name: requires[name] if name in requires else real_requires(name))
 
 
 TRANSFORMERS_5_REQUIRES = ['torch>=2.6; extra == "torch"', 'torchvision; extra == "vision"', 'torch>=2.6; extra == "dev"']

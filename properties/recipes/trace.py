@@ -112,9 +112,9 @@ def data_rows(args, kwargs) -> int | None:
 def step_hooks_run(optimizer: torch.optim.Optimizer) -> bool:
     """Whether optimizer.step() runs the optimizer's step hooks: its class's step is torch's hook-running wrapper.
 
-    Not so before torch 2.0 (no step hooks), nor on torch 2.0–2.1 once torch.compile has been used in the process:
+    Not so before torch 2.0 (no step hooks), nor on torch 2.0–2.2 once torch.compile has been used in the process:
     dynamo's first compile unwraps every torch.optim class's step and marks it hooked, so registered step hooks are
-    silently never called (properties.versions.COMPILE_UNHOOKS_OPTIMIZER_STEP)."""
+    silently never called (properties.versions.COMPILE_KEEPS_OPTIMIZER_STEP_HOOKS)."""
     wrap = getattr(torch.optim.Optimizer, "profile_hook_step", None)
     if wrap is None or not hasattr(optimizer, "register_step_pre_hook"):
         return False
