@@ -204,6 +204,7 @@ def soak_pytest_args(
         *(f"--soak-examples-for={family}={window_examples}" for family in WINDOW_FAMILIES),
         "-m",
         "not meta and not xfail",  # a registered deviation fails by design: the soak is about sound behaviour
+        "--timeout=0",  # pytest-timeout's per-test backstop: a soaked test draws thousands of examples (the chunk has its own)
     )
 
 
@@ -212,7 +213,7 @@ def soak_reproduce(nodeid: str, seed, examples: Optional[int], dtype: Optional[s
     count = f" --soak-examples={examples}" if examples else ""
     pin = f" --soak-dtype={dtype}" if dtype else ""
     target = " --soak-targeted" if targeted else ""
-    return f"pytest -p tools.soak_plugin{count}{pin}{target} '{nodeid}' --hypothesis-seed={seed}"
+    return f"pytest -p tools.soak_plugin{count}{pin}{target} --timeout=0 '{nodeid}' --hypothesis-seed={seed}"
 
 
 def current_commit() -> Optional[str]:

@@ -240,7 +240,7 @@ def test_chunks_aggregate_per_family_with_dtypes_failures_the_worst_excess_and_t
     assert report["examples"] == 2700 and report["failing_examples"] == 2
     assert [f["example"] for f in report["failures"]] == [3, 9]
     assert report["failures"][0]["reproduce"] == (
-        "pytest -p tools.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1"
+        "pytest -p tools.soak_plugin --soak-examples=100 --timeout=0 'tests/test_a.py::t2' --hypothesis-seed=1"
     )
     assert [o["test"] for o in report["other_failures"]] == ["tests/test_a.py::plain"]
     pinned = reliability.aggregate([*CHUNKS, {**CHUNKS[-1], "dtype": "float16"}])
@@ -274,7 +274,10 @@ def test_the_soak_report_has_a_row_per_family_and_lists_each_failure_with_its_ca
     )
     assert "| distributed | 1 | 2,400 windows | float64 2,400 | 0 | 0.2 | — | — | 1200.0 | ✓ |" in text
     assert "  - case: Linear(1→1), float64, seed 9" in text and "error ÷ tolerance 2.5" in text
-    assert "reproduce: `pytest -p tools.soak_plugin --soak-examples=100 'tests/test_a.py::t2' --hypothesis-seed=1`" in text
+    assert (
+        "reproduce: `pytest -p tools.soak_plugin --soak-examples=100 --timeout=0 'tests/test_a.py::t2' --hypothesis-seed=1`"
+        in text
+    )
     assert "`tests/test_a.py::plain` (call, seed 1): plain broke" in text
     limited = reliability.render_soak_markdown(reliability.aggregate(CHUNKS), list_limit=1)
     assert "seed 9" not in limited and "… 1 more failures of `tests/test_a.py::t2`" in limited
@@ -333,7 +336,7 @@ def test_targeted_chunks_count_apart_with_their_own_worst_and_the_same_seed_is_n
     (found,) = [f for f in report["failures"] if f.get("targeted")]
     assert (
         found["reproduce"]
-        == "pytest -p tools.soak_plugin --soak-examples=100 --soak-targeted 'tests/test_a.py::t2' --hypothesis-seed=2"
+        == "pytest -p tools.soak_plugin --soak-examples=100 --soak-targeted --timeout=0 'tests/test_a.py::t2' --hypothesis-seed=2"
     )
     assert rows["distributed"]["targeted_examples"] == 0 and rows["distributed"]["worst_targeted"] is None
     only = {r["family"]: r for r in reliability.aggregate(TARGETED)["families"]}["a"]
@@ -353,6 +356,7 @@ def test_the_soak_report_puts_each_familys_sampled_and_targeted_worst_side_by_si
 def test_a_targeted_chunk_runs_the_plugin_with_its_target_phase_and_files_apart(tmp_path):
     args = reliability.soak_pytest_args(tmp_path / "r.json", 30, 3, targeted=True)
     assert "--soak-targeted" in args and "--soak-targeted" not in reliability.soak_pytest_args(tmp_path / "r.json", 30, 3)
+    assert "--timeout=0" in args  # a soaked test runs thousands of examples: pytest-timeout's 600 s backstop would cut it
     assert reliability.chunk_path(tmp_path, 4, ["a"], "float16", targeted=True).name == "chunk-4-a-float16-targeted.json"
 
 
