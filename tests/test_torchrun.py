@@ -163,7 +163,8 @@ def test_a_mutant_in_every_rank_fails_every_rank_with_a_shrunk_counterexample(la
         launch, "--families", "ddp", "--examples", "5", "--seed", str(SEED), "--fault", MUTANT, "--summary-json", "s.json"
     )
     assert code != 0
-    assert rank_exit_codes(output) == {0: 1, 1: 1}, output
+    codes = rank_exit_codes(output)  # each rank exits 1, unless torchrun stops it (SIGTERM) once another has exited
+    assert sorted(codes) == [0, 1] and all(c != 0 for c in codes.values()) and 1 in codes.values(), output
     assert "Failing test case" in output and "2 ranks × 2 micro-batches" in output, output
     summary = json.loads((tmp_path / "s.json").read_text())
     assert verdicts(summary)["ddp.one_allreduce_per_window"] == "failed", summary

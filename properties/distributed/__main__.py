@@ -82,7 +82,7 @@ def report(args: argparse.Namespace, run: dict, results, code: int) -> None:
 
 
 def lead(args, groups, props) -> int:
-    """Rank 0: draw, send and check every example, publish the verdict, report."""
+    """Rank 0: draw, send and check every example, report, then publish the verdict."""
     from properties.distributed.channel import Channel, connect
     from properties.distributed.launched import GRACE_S, LaunchedWorld, Stop, WorldBroken, watch_own_progress
     from properties.distributed.runner import run_all, verdict
@@ -105,9 +105,10 @@ def lead(args, groups, props) -> int:
     results = run_all(world, props, examples=args.examples, seed=args.seed)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     code = verdict(results)
+    # The reports first: once the others have Stop they exit, and a non-zero exit makes torchrun stop rank 0 (SIGTERM).
+    report(args, run_record(args, world.world_size, groups_backend()), results, code)
     channel.post(world.sent + 1, Stop(code))
     channel.set_verdict(code)
-    report(args, run_record(args, world.world_size, groups_backend()), results, code)
     return code
 
 
