@@ -33,19 +33,24 @@ def pytest_runtest_setup(item):
             pytest.skip(f"{what}: run with {' or '.join(f'-m {name}' for name in names)} or HYPOTHESIS_PROFILE=thorough")
 
 
-@pytest.fixture(scope="session")
-def rank_pool():
-    """Three gloo rank processes, started once and shared by every distributed example (world sizes 2 and 3)."""
+def started_pool(world_size: int):
+    """A gloo rank pool of `world_size` processes for the session (skipped with the reason where gloo cannot run)."""
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
     from properties.distributed.pool import RankPool
 
-    pool = RankPool(world_size=3)
+    pool = RankPool(world_size=world_size)
     try:
         yield pool.start()
     finally:
         pool.close()
+
+
+@pytest.fixture(scope="session")
+def rank_pool():
+    """Three gloo rank processes, started once and shared by every distributed example (world sizes 2 and 3)."""
+    yield from started_pool(3)
 
 
 @pytest.fixture(scope="session")
@@ -54,13 +59,4 @@ def pipeline_pool():
 
     The forkserver the three-rank pool warmed is shared, so starting these four costs a fork and a rendezvous.
     """
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    from properties.distributed.pool import RankPool
-
-    pool = RankPool(world_size=4)
-    try:
-        yield pool.start()
-    finally:
-        pool.close()
+    yield from started_pool(4)
