@@ -19,40 +19,35 @@ class Property:
     unavailable: Callable[[], str | None] = lambda: None
 
 
+def ddp_family(family: str, cases: Callable) -> list[Property]:
+    """DDP's four properties, each drawing from `cases(world, min_k=…)`."""
+    from properties.distributed import invariants as I
+
+    return [
+        Property(family, "window_gives_full_batch_gradient", I.check_window_gives_full_batch_gradient, cases),
+        Property(family, "one_allreduce_per_window", I.check_one_allreduce_per_window, lambda w: cases(w, min_k=2)),
+        Property(
+            family,
+            "gradients_stay_local_inside_no_sync",
+            I.check_gradients_stay_local_inside_no_sync,
+            lambda w: cases(w, min_k=2),
+        ),
+        Property(family, "step_matches_full_batch_step", I.check_step_matches_full_batch_step, cases),
+    ]
+
+
 def ddp() -> list[Property]:
     """DDP's four properties on the default options."""
     from properties.distributed import invariants as I
 
-    return [
-        Property("ddp", "window_gives_full_batch_gradient", I.check_window_gives_full_batch_gradient, I.window_cases),
-        Property("ddp", "one_allreduce_per_window", I.check_one_allreduce_per_window, lambda w: I.window_cases(w, min_k=2)),
-        Property(
-            "ddp",
-            "gradients_stay_local_inside_no_sync",
-            I.check_gradients_stay_local_inside_no_sync,
-            lambda w: I.window_cases(w, min_k=2),
-        ),
-        Property("ddp", "step_matches_full_batch_step", I.check_step_matches_full_batch_step, I.window_cases),
-    ]
+    return ddp_family("ddp", I.window_cases)
 
 
 def ddp_options() -> list[Property]:
     """The same four under drawn DDP options (a configuration a registered defect hits is left out)."""
     from properties.distributed import invariants as I
 
-    return [
-        Property("ddp-options", "window_gives_full_batch_gradient", I.check_window_gives_full_batch_gradient, I.option_cases),
-        Property(
-            "ddp-options", "one_allreduce_per_window", I.check_one_allreduce_per_window, lambda w: I.option_cases(w, min_k=2)
-        ),
-        Property(
-            "ddp-options",
-            "gradients_stay_local_inside_no_sync",
-            I.check_gradients_stay_local_inside_no_sync,
-            lambda w: I.option_cases(w, min_k=2),
-        ),
-        Property("ddp-options", "step_matches_full_batch_step", I.check_step_matches_full_batch_step, I.option_cases),
-    ]
+    return ddp_family("ddp-options", I.option_cases)
 
 
 def fsdp2() -> list[Property]:
