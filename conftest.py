@@ -1,17 +1,16 @@
 """Suite-wide set-up: Hypothesis profiles, the report header, seeds and reproduce lines, the shrink budget, the hermetic-state check."""
 
 import pytest
-import torch
 from hypothesis import settings
 
 from properties import seeding, shrink_budget
-from properties.hermetic import GlobalState
 from properties.profiles import register_profiles
-from properties.provenance import origin
-from properties.strategies import supported_dtypes
+from properties.provenance import installed_version, origin
 
 register_profiles()
 THREADS_BEFORE_SESSION = []
+TORCH_LINE = "properties_torch_line"
+WORKER_TORCH_LINES: set = set()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -24,34 +23,75 @@ def pytest_configure(config):
     torch.testing.assert_close imports torch.distributed.tensor on its first call; calling it once
     here keeps that import out of in-process pytester runs, whose sys.modules snapshot would drop
     it and make the next import re-register torch's c10d operators (a RuntimeError).
+
+    torch is imported only where tests run: an xdist controller never imports it, so the workers
+    start sooner.
     """
     seeding.choose(config)
     for plugin in (seeding, shrink_budget):
         if not config.pluginmanager.is_registered(plugin):
             config.pluginmanager.register(plugin)
-    if not getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):  # not on an xdist controller
-        torch.testing.assert_close(torch.zeros(1), torch.zeros(1))
+    if xdist_controller(config):
+        return  # it runs no test
+    import torch
+
+    torch.testing.assert_close(torch.zeros(1), torch.zeros(1))
     if hasattr(config, "workerinput"):
         THREADS_BEFORE_SESSION.append(torch.get_num_threads())
         torch.set_num_threads(1)
+        config.workeroutput[TORCH_LINE] = torch_line()
+
+
+def xdist_controller(config) -> bool:
+    """Whether this process is a pytest-xdist controller, which hands the tests to workers and never imports torch."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
+def torch_line() -> str:
+    """torch's version, the devices it sees and the CPU dtypes the suite draws."""
+    import torch
+
+    from properties.strategies import supported_dtypes
+
+    devices = "cpu" + (f", cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "")
+    dtypes = ", ".join(str(d).replace("torch.", "") for d in supported_dtypes("cpu"))
+    return f"torch {torch.__version__} on {devices}; cpu dtypes: {dtypes}"
 
 
 def pytest_unconfigure(config):
     """Give the worker back the thread count it started with."""
     if THREADS_BEFORE_SESSION:
+        import torch
+
         torch.set_num_threads(THREADS_BEFORE_SESSION.pop())
 
 
 def pytest_report_header(config):
     """torch version and devices, the Hypothesis profile, how the run is seeded, and where `properties` comes from."""
-    devices = "cpu" + (f", cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "")
-    dtypes = ", ".join(str(d).replace("torch.", "") for d in supported_dtypes("cpu"))
+    if xdist_controller(config):
+        line = f"torch {installed_version('torch')} (the workers' devices and dtypes: at the end of the run)"
+    else:
+        line = torch_line()
     seeded = config.stash[seeding.SEEDING]
     return [
-        f"torch {torch.__version__} on {devices}; cpu dtypes: {dtypes}",
+        line,
         f"hypothesis profile {seeded.profile!r} (max_examples={settings.default.max_examples}); {seeded.header()}",
         origin(),
     ]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """Keep each xdist worker's torch line for the end of the run."""
+    line = getattr(node, "workeroutput", {}).get(TORCH_LINE)
+    if line:
+        WORKER_TORCH_LINES.add(line)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Under pytest-xdist, the torch line the workers saw (the controller never imports torch)."""
+    for line in sorted(WORKER_TORCH_LINES):
+        terminalreporter.write_line(f"workers: {line}")
 
 
 SLOW_FIRST = (
@@ -80,6 +120,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def hermetic_torch_state():
     """Fail any test that leaves torch's global state changed (and restore it for the next test)."""
+    from properties.hermetic import GlobalState
+
     before = GlobalState.capture()
     yield
     after = GlobalState.capture()
