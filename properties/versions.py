@@ -31,15 +31,29 @@ def within(version: Union[Version, str], since: str, fixed: Optional[str] = None
     return parsed >= parse_version(since) and (fixed is None or parsed < parse_version(fixed))
 
 
+MATRIX_RUN = "python -m tools.matrix --all, reports/matrix.md"
+"""The run that measured the boundaries below: every minor release's latest patch, one environment each."""
+
+
+def observed(before: str, after: str) -> str:
+    """The `measured` text of a boundary observed between two consecutive minor releases of the matrix."""
+    return f"{before} shows the old behaviour, {after} the new ({MATRIX_RUN}: 'Behaviour that differs')"
+
+
 @dataclass(frozen=True)
 class Change:
-    """A documented change: `before` up to (not including) version `since`, `after` from it on."""
+    """A documented change: `before` up to (not including) version `since`, `after` from it on.
+
+    `measured` names the releases observed on each side of `since` and the run that observed them
+    (`python -m properties.observe` in each environment of `python -m tools.matrix --all`).
+    """
 
     name: str
     since: str
     before: object
     after: object
     source: str
+    measured: str = ""
 
     def expected(self, version: Union[Version, str, None] = None) -> object:
         """The documented value for the given torch version (the installed one when None)."""
@@ -56,6 +70,7 @@ ZERO_GRAD_DEFAULT_SET_TO_NONE = Change(
     before=False,
     after=True,
     source="torch 2.0 release notes: Module.zero_grad and Optimizer.zero_grad default to set_to_none=True",
+    measured=observed("1.13.1", "2.0.1"),
 )
 
 POST_ACCUMULATE_GRAD_HOOK = Change(
@@ -64,6 +79,7 @@ POST_ACCUMULATE_GRAD_HOOK = Change(
     before=False,
     after=True,
     source="torch 2.1 release notes: new Tensor.register_post_accumulate_grad_hook",
+    measured=observed("2.0.1", "2.1.2"),
 )
 
 OPTIMIZER_STEP_HOOKS = Change(
@@ -72,6 +88,7 @@ OPTIMIZER_STEP_HOOKS = Change(
     before=False,
     after=True,
     source="torch 2.0 release notes: optimizer step hooks (Optimizer.register_step_pre_hook, register_step_post_hook)",
+    measured=observed("1.13.1", "2.0.1"),
 )
 
 CPU_GRAD_SCALER = Change(
@@ -80,6 +97,7 @@ CPU_GRAD_SCALER = Change(
     before=False,
     after=True,
     source="torch 2.3 release notes: device-generic torch.amp.GradScaler(device), CPU included",
+    measured=observed("2.2.2", "2.3.1"),
 )
 
 TORCH_FUNC = Change(
@@ -88,6 +106,7 @@ TORCH_FUNC = Change(
     before=False,
     after=True,
     source="torch 2.0 release notes: functorch's transforms move into torch.func",
+    measured=observed("1.13.1", "2.0.1"),
 )
 
 TORCH_COMPILE = Change(
@@ -96,6 +115,7 @@ TORCH_COMPILE = Change(
     before=False,
     after=True,
     source="torch 2.0 release notes: torch.compile (TorchDynamo, AOTAutograd, inductor)",
+    measured=observed("1.13.1", "2.0.1"),
 )
 
 COMPILE_KEEPS_OPTIMIZER_STEP_HOOKS = Change(
@@ -108,6 +128,9 @@ COMPILE_KEEPS_OPTIMIZER_STEP_HOOKS = Change(
     "optimizer of those classes are never called; https://github.com/pytorch/pytorch/pull/115772 (torch 2.3) removed "
     "that; measured here (a step post-hook after one torch.compile): 2.1.2 and 2.2.2 unhook, 2.3.1 and 2.13.0 do not; "
     "2.0.1's dynamo has the same code but cannot compile on Python 3.11",
+    measured="2.2.2 (and 2.1.2) never call a step post-hook registered after one torch.compile, 2.3.1 (and 2.13.0) do: "
+    "the hook counted in each environment of the matrix by hand; 2.0.1 cannot compile on Python 3.11, so 2.1 is the "
+    "earliest observable",
 )
 
 FORWARD_HOOK_KEYWORDS = Change(
@@ -117,6 +140,7 @@ FORWARD_HOOK_KEYWORDS = Change(
     after=True,
     source="torch 2.0: forward hooks and pre-hooks may receive the call's keyword arguments (with_kwargs=True); "
     "signatures measured here: 1.13.1 lacks it, 2.0.1 has it",
+    measured=observed("1.13.1", "2.0.1"),
 )
 
 FORWARD_HOOK_ALWAYS_CALL = Change(
@@ -126,6 +150,7 @@ FORWARD_HOOK_ALWAYS_CALL = Change(
     after=True,
     source="torch 2.1: register_forward_hook(always_call=True) runs the hook even when forward raises; signatures "
     "measured here: 2.0.1 lacks it, 2.1.2 has it",
+    measured=observed("2.0.1", "2.1.2"),
 )
 
 CHANGES = (

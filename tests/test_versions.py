@@ -87,3 +87,10 @@ def test_a_torch_without_pipelining_skips_the_pipeline_family_with_the_reason(mo
     monkeypatch.setitem(sys.modules, "torch.distributed.pipelining", None)  # what torch < 2.4 does: no such module
     reason = pipeline.unavailable_reason()
     assert reason is not None and "has no torch.distributed.pipelining" in reason, reason
+
+
+@pytest.mark.parametrize("change", versions.CHANGES, ids=lambda change: change.name)
+def test_every_change_names_the_releases_measured_on_each_side_of_it(change):
+    major, minor, _ = versions.parse_version(change.since)
+    before = f"{major}.{minor - 1}." if minor else "1.13."
+    assert f"{major}.{minor}." in change.measured and before in change.measured, change.measured
