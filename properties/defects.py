@@ -16,7 +16,11 @@ from properties.versions import INSTALLED, Version, within
 
 @dataclass(frozen=True)
 class Deviation:
-    """A known deviation: what goes wrong, in which configuration, for torch versions in [since, fixed), and where it is discussed."""
+    """A known deviation: what goes wrong, in which configuration, for torch versions in [since, fixed), and where it is discussed.
+
+    `measured` names the releases run on each side of `since` and `fixed` and the run that ran them
+    (the version matrix's strict xfails: reports/matrix.md, "Known deviations per version").
+    """
 
     name: str
     configuration: str
@@ -25,6 +29,7 @@ class Deviation:
     fixed: Optional[str]
     link: str
     applies: Optional[Callable[[object], bool]] = None
+    measured: str = ""
 
     def affects(self, version: Version = INSTALLED) -> bool:
         """Whether torch `version` has this deviation."""
@@ -211,6 +216,35 @@ PIPELINE_DDP_SPLIT_BACKWARD = Deviation(
     applies=_ddp_stages_under_split_backward,
 )
 
+
+def _v_schedule(case) -> bool:
+    """A pipeline case (or pipeline × data parallel case) whose schedule places its stages in a V (ZBV, DualPipeV)."""
+    from properties.distributed.pipeline import PLACEMENTS
+
+    placement = PLACEMENTS.get(getattr(case, "schedule", None))
+    return placement is not None and placement.shape == "v"
+
+
+PIPELINE_V_SCHEDULE_SELF_SEND = Deviation(
+    name="pipelining V-shaped schedules send to their own rank on gloo",
+    configuration="a torch.distributed.pipelining schedule that places two adjacent stages on the last rank (the V of "
+    "ScheduleZBVZeroBubble and ScheduleDualPipeV) on a gloo process group",
+    behaviour="the schedule's first step batches a warm-up send and receive between every stage and its neighbours, the "
+    "last rank's two adjacent stages included, so that rank sends to itself: gloo raises 'Pair is not connected' (or "
+    "aborts on 'Received data size doesn't match') and the other ranks block until the timeout",
+    since="2.7.0",
+    fixed="2.12.0",
+    link="https://github.com/pytorch/pytorch/issues/128665 (V schedules keep adjacent stages on one rank; "
+    "https://github.com/pytorch/pytorch/pull/138125 passes their activations without send/recv, but "
+    "_PipelineSchedule._initialize_stages' _get_init_p2p_neighbors_ops did not skip them); 2.12 replaced that warm-up by a "
+    "vote that skips same-rank stages (PipelineStage._warmup_forward_vote, _is_same_rank)",
+    applies=_v_schedule,
+    measured="2.7.1, 2.8.0, 2.9.1, 2.10.0 and 2.11.0 fail ScheduleZBVZeroBubble on 2 and 3 ranks (and ScheduleDualPipeV, "
+    "exported from 2.9) with the self-send; 2.12.1 passes them (a 4-rank gloo pool in each version's environment of the "
+    "matrix). 2.6.0, the first with ScheduleZBVZeroBubble, is before the pipeline family's minimum "
+    "(properties.distributed.pipeline.MINIMUM): not measured",
+)
+
 DEVIATIONS = (
     COMPILED_ADAM_FLOAT32_STEP,
     COMPILED_SGD_MOMENTUM_STEP,
@@ -220,6 +254,7 @@ DEVIATIONS = (
     DDP_STATIC_GRAPH_JOIN_MISMATCH,
     PIPELINE_SCALE_GRADS_ACROSS_STEPS,
     PIPELINE_DDP_SPLIT_BACKWARD,
+    PIPELINE_V_SCHEDULE_SELF_SEND,
 )
 
 

@@ -153,6 +153,18 @@ FORWARD_HOOK_ALWAYS_CALL = Change(
     measured=observed("2.0.1", "2.1.2"),
 )
 
+GPIPE_FEWER_MICRO_BATCHES_THAN_STAGES = Change(
+    name="ScheduleGPipe accepts fewer micro-batches than stages",
+    since="2.11.0",
+    before=False,
+    after=True,
+    source="torch.distributed.pipelining's PipelineScheduleSingle.__init__ raised ValueError('Number of microbatches (n) "
+    "must be greater than or equal to the number of stages (S)') for ScheduleGPipe as for Schedule1F1B; from 2.11 only "
+    "Schedule1F1B keeps the check",
+    measured="2.9.1 and 2.10.0 raise the ValueError for ScheduleGPipe(n_microbatches=2) over 3 stages, 2.11.0 runs it "
+    "(a 3-rank gloo pipeline in each version's environment of the matrix)",
+)
+
 CHANGES = (
     ZERO_GRAD_DEFAULT_SET_TO_NONE,
     POST_ACCUMULATE_GRAD_HOOK,
@@ -163,6 +175,7 @@ CHANGES = (
     COMPILE_KEEPS_OPTIMIZER_STEP_HOOKS,
     FORWARD_HOOK_KEYWORDS,
     FORWARD_HOOK_ALWAYS_CALL,
+    GPIPE_FEWER_MICRO_BATCHES_THAN_STAGES,
 )
 
 

@@ -5,6 +5,8 @@ The examples run on the session's four-rank pool (its world or a subgroup of ran
 deadline=None because the pool's own timeout turns a hang into a failure.
 """
 
+from types import SimpleNamespace
+
 import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
@@ -15,6 +17,9 @@ from properties.distributed import pipeline_dp_invariants as composed
 from properties.distributed import pipeline_invariants as invariants
 from properties.distributed.pipeline import PLACEMENTS, PipelineCase, exported_schedules, unavailable_reason
 from properties.models import ModelSpec
+
+DEFECT_TIMEOUT_S = 10.0
+"""A registered defect that blocks the ranks fails within this, not the pool's 30 s (only where registered)."""
 
 pytestmark = [
     pytest.mark.distributed,
@@ -34,13 +39,15 @@ def test_every_exported_schedule_is_placed():
 def test_every_exported_schedule_is_drawn():
     seen = set()
 
-    @settings(max_examples=100, database=None, derandomize=True, deadline=None, phases=[Phase.generate])
+    @settings(max_examples=300, database=None, derandomize=True, deadline=None, phases=[Phase.generate])
     @given(case=invariants.ANY_PIPELINES)
     def drawn(case):
         seen.add(case.schedule)
 
     drawn()
-    assert seen == set(exported_schedules()), f"drawn {sorted(seen)}, exported {sorted(exported_schedules())}"
+    left_to_xfail = {name for name in exported_schedules() if defects.registered(SimpleNamespace(schedule=name))}
+    expected = set(exported_schedules()) - left_to_xfail
+    assert seen == expected, f"drawn {sorted(seen)}, exported {sorted(exported_schedules())}, left to xfail {left_to_xfail}"
 
 
 @settings(deadline=None, max_examples=profiles.examples(0.4))
@@ -97,6 +104,19 @@ def test_pipeline_x_fsdp2_gives_every_replica_the_full_batch_gradient_over_all_r
 @given(case=composed.ddp_split_backward_cases())
 def test_ddp_stages_under_a_zero_bubble_schedule_give_every_replica_the_full_batch_gradient(pipeline_pool, case):
     composed.check_every_replica_holds_the_full_batch_gradient(pipeline_pool, case)
+
+
+@defects.PIPELINE_V_SCHEDULE_SELF_SEND.xfail()
+@settings(deadline=None, max_examples=2, phases=[Phase.generate])  # where registered any example shows it
+@given(case=invariants.v_schedule_cases())
+def test_a_v_schedule_with_two_adjacent_stages_on_its_last_rank_gives_every_stage_the_full_batch_gradient(pipeline_pool, case):
+    timeout = pipeline_pool.timeout
+    if defects.PIPELINE_V_SCHEDULE_SELF_SEND.affects():
+        pipeline_pool.timeout = DEFECT_TIMEOUT_S  # the other ranks block: fail it sooner than 30 s
+    try:
+        invariants.check_every_stage_holds_the_full_batch_gradient(pipeline_pool, case)
+    finally:
+        pipeline_pool.timeout = timeout
 
 
 def test_a_batch_that_n_microbatches_does_not_divide_is_refused_naming_n_and_n():

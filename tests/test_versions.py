@@ -94,3 +94,11 @@ def test_every_change_names_the_releases_measured_on_each_side_of_it(change):
     major, minor, _ = versions.parse_version(change.since)
     before = f"{major}.{minor - 1}." if minor else "1.13."
     assert f"{major}.{minor}." in change.measured and before in change.measured, change.measured
+
+
+def test_a_torch_before_the_pipeline_family_s_minimum_skips_it_with_the_reason(monkeypatch):
+    from properties.distributed import pipeline
+
+    monkeypatch.setattr(pipeline, "INSTALLED", (2, 6, 0))
+    reason = pipeline.unavailable_reason()
+    assert reason is not None and "runs from torch 2.7.0" in reason, reason

@@ -18,9 +18,13 @@ from hypothesis.errors import InvalidArgument
 
 from properties.case import Case, dtype_name
 from properties.models import ACTIVATIONS, ModelSpec
+from properties.versions import GPIPE_FEWER_MICRO_BATCHES_THAN_STAGES, INSTALLED, parse_version
 
 NumpyGrads = dict[str, "np.ndarray | None"]
-MINIMUM = "2.6.0"
+MINIMUM = "2.7.0"
+"""The first torch the pipeline family runs on. 2.6.0 made torch.distributed.pipelining public, but its schedules take no
+scale_grads (https://github.com/pytorch/pytorch/pull/144352, 2.7) and an interleaved 1F1B of 2 micro-batches over 3
+ranks blocks every rank on gloo (measured in 2.6.0's environment of the matrix): the family's configurations begin with 2.7."""
 LOSSES = {
     "mean": "each micro-batch's mean squared error (what scale_grads=True expects)",
     "sum": "each micro-batch's summed squared error (what scale_grads=False expects)",
@@ -48,7 +52,7 @@ class Placement:
 
 
 PLACEMENTS = {
-    "ScheduleGPipe": Placement((1,), "loop"),
+    "ScheduleGPipe": Placement((1,), "loop", constraint="" if GPIPE_FEWER_MICRO_BATCHES_THAN_STAGES.expected() else "n ≥ stages"),
     "Schedule1F1B": Placement((1,), "loop", constraint="n ≥ stages"),
     "ScheduleLoopedBFS": Placement((1, 2), "loop"),
     "ScheduleInterleaved1F1B": Placement((1, 2), "loop", constraint="rounds"),
@@ -69,7 +73,12 @@ def unavailable_reason() -> str | None:
     try:
         importlib.import_module("torch.distributed.pipelining")  # an `import torch.…` here would make torch local
     except Exception as error:  # noqa: BLE001 - any import failure means no pipelining here
-        return f"torch {torch.__version__} has no torch.distributed.pipelining (public from torch {MINIMUM}): {error}"
+        return f"torch {torch.__version__} has no torch.distributed.pipelining (the family runs from torch {MINIMUM}): {error}"
+    if INSTALLED < parse_version(MINIMUM):
+        return (
+            f"torch {torch.__version__}: the pipeline family runs from torch {MINIMUM} (its schedules' scale_grads; "
+            "properties.distributed.pipeline.MINIMUM says why)"
+        )
     return None
 
 
@@ -263,9 +272,8 @@ def build_schedule(case: PipelineCase, stages: list, loss_fn):
     schedule = getattr(pipelining, case.schedule)
     from torch.distributed.pipelining.schedules import PipelineScheduleSingle
 
-    if issubclass(schedule, PipelineScheduleSingle):
-        return schedule(stages[0], n_microbatches=case.n_microbatches, loss_fn=loss_fn, scale_grads=case.scale_grads)
-    return schedule(stages, n_microbatches=case.n_microbatches, loss_fn=loss_fn, scale_grads=case.scale_grads)
+    first = stages[0] if issubclass(schedule, PipelineScheduleSingle) else stages
+    return schedule(first, n_microbatches=case.n_microbatches, loss_fn=loss_fn, scale_grads=case.scale_grads)
 
 
 def run_pipeline(case: PipelineCase, rank: int, group) -> PipelineRecord:

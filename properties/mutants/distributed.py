@@ -61,7 +61,7 @@ def _pipeline_targets() -> dict:
 
 
 def _all_targets() -> dict:
-    """DDP's targets, and FSDP2's and pipelining's where this torch has them."""
+    """DDP's targets, and FSDP2's and pipelining's where this torch has them (torch 2.6's stages have no scale_grads)."""
     targets = _targets()
     for extra in (_fsdp_targets, _pipeline_targets):
         try:
@@ -327,7 +327,7 @@ def active() -> tuple[str, ...]:
         targets = _all_targets()
     except (ImportError, RuntimeError):
         return ()
-    marks = {getattr(getattr(owner, attribute), MARK, None) for owner, attribute in targets.values()}
+    marks = {getattr(getattr(owner, attribute, None), MARK, None) for owner, attribute in targets.values()}
     return tuple(sorted(name for name in marks if name is not None))
 
 
