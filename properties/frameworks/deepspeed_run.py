@@ -53,10 +53,17 @@ class Spec:
 
 
 def gathered(module) -> dict:
-    """Every parameter of `module`, gathered where ZeRO-3 partitions them (deepspeed.zero.GatheredParameters), as copies."""
-    import deepspeed
+    """Every parameter of `module`, gathered where ZeRO-3 partitions them (deepspeed.zero.GatheredParameters), as copies.
 
-    params = list(module.parameters())
+    A ZeRO-3 parameter already AVAILABLE (whole on every rank: a persistent one, or one the engine holds gathered) is read
+    as it is, not gathered again. DeepSpeed 0.18 and older re-partition on exit every parameter given to
+    GatheredParameters and assert (free_param: `not param.ds_active_sub_modules`) when a module still holds one; their
+    engine's root module still holds its parameters after backward (its post-backward release never fires when the input
+    needs no gradient), so gathering them there raised AssertionError on 0.16.0 at every boundary and after the loop."""
+    import deepspeed
+    from deepspeed.runtime.zero.partition_parameters import ZeroParamStatus
+
+    params = [p for p in module.parameters() if getattr(p, "ds_status", None) != ZeroParamStatus.AVAILABLE]
     with deepspeed.zero.GatheredParameters(params):
         return {name: p.detach().clone() for name, p in module.named_parameters()}
 
