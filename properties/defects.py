@@ -13,6 +13,14 @@ from typing import Callable, Optional
 
 from properties.versions import INSTALLED, Version, within
 
+MATRIX_RUN = "python -m tools.matrix --all of 2026-12-06, reports/matrix.md ('Known deviations per version')"
+"""The run that measured the boundaries below: every minor release's latest patch from 1.13.1 to 2.15.0."""
+
+
+def matrix(outcome: str) -> str:
+    """The `measured` text of a boundary the version matrix measured: which releases show the deviation, and the run."""
+    return f"{outcome} ({MATRIX_RUN})"
+
 
 @dataclass(frozen=True)
 class Deviation:
@@ -55,9 +63,12 @@ COMPILED_ADAM_FLOAT32_STEP = Deviation(
     configuration="torch.compile(optimizer.step) for Adam/AdamW on float64 parameters",
     behaviour="the step count stays a float32 tensor under dynamo, so 1 − βᵗ and the update are only float32-accurate "
     "(a relative error near 1e-7 where eager Adam computes the bias correction in double precision)",
-    since="2.0.0",
+    since="2.1.0",
     fixed=None,
     link="https://github.com/pytorch/pytorch/pull/88173 (review thread on `step = step_t` in _single_tensor_adam)",
+    measured=matrix(
+        "2.1.2 and every later release to 2.15.0 show it; 2.0.1 cannot compile on Python 3.11 and 1.13.1 has no torch.compile: 2.1 is the earliest observable"
+    ),
 )
 
 
@@ -74,10 +85,11 @@ COMPILED_SGD_MOMENTUM_STEP = Deviation(
     "_single_tensor_sgd, on the first compiled step (momentum 0, and foreach=True, compile and step right)",
     since="2.1.0",
     fixed="2.3.0",
-    link="https://github.com/pytorch/pytorch/issues/116061; checked here (CPU, Python 3.11, aot_eager and eager "
-    "backends alike): 2.1.2 and 2.2.2 affected, 2.3.1 and 2.13.0 not; 2.0.1 not checkable (torch.compile refuses "
-    "Python 3.11), so `since` is the first version that compiles here",
+    link="https://github.com/pytorch/pytorch/issues/116061 (aot_eager and eager backends alike on CPU)",
     applies=_single_tensor_sgd_with_momentum,
+    measured=matrix(
+        "2.1.2 and 2.2.2 show it, 2.3.1 and every later release do not; 2.0.1 cannot compile on Python 3.11: 2.1 is the earliest observable"
+    ),
 )
 
 
@@ -95,9 +107,9 @@ DDP_STATIC_GRAPH_FIRST_NO_SYNC = Deviation(
     since="2.1.0",
     fixed=None,
     link="https://github.com/pytorch/pytorch/issues/143580 (again: https://github.com/huggingface/accelerate/issues/3679); "
-    "since: a regression from pytorch#103487 (torch 2.1) per the open fix https://github.com/pytorch/pytorch/pull/187732; "
-    "checked here: 1.13.1 not affected, 2.13.0 and 2.14.1 affected",
+    "a regression from pytorch#103487 (torch 2.1) per the open fix https://github.com/pytorch/pytorch/pull/187732",
     applies=_static_graph_first_window_under_no_sync,
+    measured=matrix("1.13.1 and 2.0.1 do not show it, 2.1.2 and every later release to 2.15.0 do"),
 )
 
 
@@ -112,12 +124,14 @@ DDP_STATIC_GRAPH_NO_SYNC_AFTER_FIRST_ITERATION = Deviation(
     configuration="DistributedDataParallel(static_graph=True) that accumulates under no_sync() after one synced iteration",
     behaviour="every rank raises RuntimeError: expect_autograd_hooks_ INTERNAL ASSERT FAILED at reducer.cpp "
     "(the mirror image of pytorch#143580: there the first iteration crashes and later ones are right)",
-    since="1.13.1",
+    since="1.13.0",
     fixed="2.1.0",
-    link="found by this suite's version matrix (torch 1.13.1 CPU gloo; 2.13.0 and 2.14.1 not affected); "
-    "fixed: inferred from pytorch#103487 (torch 2.1), which re-keyed DDP's static-graph first-iteration check "
-    "(https://github.com/pytorch/pytorch/pull/187732 describes it); 1.13.1 is the only version checked affected",
+    link="found by this suite's version matrix (CPU gloo); fixed in 2.1 with pytorch#103487, which re-keyed DDP's "
+    "static-graph first-iteration check (https://github.com/pytorch/pytorch/pull/187732 describes it)",
     applies=_static_graph_no_sync_after_a_synced_iteration,
+    measured=matrix(
+        "1.13.1 (the oldest release on the index: earlier ones not measurable here) and 2.0.1 show it, 2.1.2 and every later release do not"
+    ),
 )
 
 
@@ -136,11 +150,14 @@ DDP_FIND_UNUSED_NO_SYNC = Deviation(
     "no_sync() and in none of the ranks' synced ones",
     behaviour="the synced backward treats the parameter as globally unused and never all-reduces it: each rank keeps "
     "its own accumulated gradient (W× the full-batch gradient on a rank that used it, none on the others)",
-    since="1.9.0",
+    since="1.13.0",
     fixed="2.4.0",
     link="https://github.com/pytorch/pytorch/issues/69031, fixed by https://github.com/pytorch/pytorch/pull/124193 "
-    "(which dates the bug to pytorch#54981); checked here: 1.13.1 affected, 2.13.0 and 2.14.1 not",
+    "(which dates the bug to pytorch#54981)",
     applies=_parameter_used_only_inside_no_sync,
+    measured=matrix(
+        "1.13.1 (the oldest release on the index; pytorch#124193 dates the bug to 1.9) to 2.3.1 show it, 2.4.1 and every later release do not"
+    ),
 )
 
 
@@ -163,10 +180,11 @@ DDP_STATIC_GRAPH_JOIN_MISMATCH = Deviation(
     behaviour="the joined rank's shadow collectives do not match the others': gloo aborts the ranks (received data "
     "size doesn't match) or every rank blocks until the timeout (after one synced iteration and without "
     "find_unused_parameters the same windows are right)",
-    since="1.11.0",
+    since="1.13.0",
     fixed=None,
     link="found by this suite (torch 2.13.0 CPU gloo); no upstream report found",
     applies=_static_graph_join_with_idle_rank,
+    measured=matrix("every release from 1.13.1 (the oldest on the index) to 2.15.0 shows it"),
 )
 
 
@@ -193,6 +211,9 @@ PIPELINE_SCALE_GRADS_ACROSS_STEPS = Deviation(
     "https://github.com/pytorch/pytorch/pull/164777, https://github.com/pytorch/pytorch/pull/196641 (open) and "
     "https://github.com/deepspeedai/DeepSpeed/issues/8154; checked here: 2.13.0 affected",
     applies=_scale_grads_across_outer_steps,
+    measured=matrix(
+        "2.7.1 (the first release with scale_grads, and the pipeline family's minimum) and every later release to 2.15.0 show it"
+    ),
 )
 
 
@@ -210,10 +231,11 @@ PIPELINE_DDP_SPLIT_BACKWARD = Deviation(
     behaviour="the split weight backward calls torch.autograd.grad, which runs none of DDP's gradient hooks, so the "
     "gradients it computes are never all-reduced and a replica's .grad is not the replicas' average: ‖replica's .grad‖ ÷ "
     "‖expected‖ measured 0.10–3.71 over 30 drawn examples (2 pipeline ranks × 2 replicas, one step())",
-    since="2.6.0",
+    since="2.7.0",
     fixed=None,
-    link="https://github.com/pytorch/pytorch/issues/144530 (open); checked here: 2.13.0 affected",
+    link="https://github.com/pytorch/pytorch/issues/144530 (open)",
     applies=_ddp_stages_under_split_backward,
+    measured=matrix("2.7.1 (the pipeline family's minimum: 2.6.0 not measurable) and every later release to 2.15.0 show it"),
 )
 
 
@@ -239,10 +261,11 @@ PIPELINE_V_SCHEDULE_SELF_SEND = Deviation(
     "_PipelineSchedule._initialize_stages' _get_init_p2p_neighbors_ops did not skip them); 2.12 replaced that warm-up by a "
     "vote that skips same-rank stages (PipelineStage._warmup_forward_vote, _is_same_rank)",
     applies=_v_schedule,
-    measured="2.7.1, 2.8.0, 2.9.1, 2.10.0 and 2.11.0 fail ScheduleZBVZeroBubble on 2 and 3 ranks (and ScheduleDualPipeV, "
-    "exported from 2.9) with the self-send; 2.12.1 passes them (a 4-rank gloo pool in each version's environment of the "
-    "matrix). 2.6.0, the first with ScheduleZBVZeroBubble, is before the pipeline family's minimum "
-    "(properties.distributed.pipeline.MINIMUM): not measured",
+    measured=matrix(
+        "2.7.1, 2.8.0, 2.9.1, 2.10.0 and 2.11.0 show it (ScheduleZBVZeroBubble on 2 and 3 ranks, and ScheduleDualPipeV, "
+        "exported from 2.9), 2.12.1 and every later release do not; 2.6.0, the first with ScheduleZBVZeroBubble, is before "
+        "the pipeline family's minimum (properties.distributed.pipeline.MINIMUM): not measured"
+    ),
 )
 
 DEVIATIONS = (

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from properties import observe, versions
+from properties import defects, observe, versions
 from properties.mutants import autograd
 
 
@@ -102,3 +102,9 @@ def test_a_torch_before_the_pipeline_family_s_minimum_skips_it_with_the_reason(m
     monkeypatch.setattr(pipeline, "INSTALLED", (2, 6, 0))
     reason = pipeline.unavailable_reason()
     assert reason is not None and "runs from torch 2.7.0" in reason, reason
+
+
+@pytest.mark.parametrize("deviation", defects.DEVIATIONS, ids=lambda deviation: deviation.name)
+def test_every_registered_torch_deviation_names_the_releases_it_was_measured_on(deviation):
+    assert deviation.measured and "tools.matrix" in deviation.measured, deviation.name
+    assert versions.version_text(versions.parse_version(deviation.since))[:4] in deviation.measured or "oldest" in deviation.measured
