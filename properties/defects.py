@@ -268,6 +268,30 @@ PIPELINE_V_SCHEDULE_SELF_SEND = Deviation(
     ),
 )
 
+
+def _any_pipeline(case) -> bool:
+    """Any pipeline case (or pipeline × data parallel case): the deviation stops every schedule."""
+    return getattr(case, "schedule", None) is not None
+
+
+PIPELINING_GLOO_FIRST_STEP_ABORTS = Deviation(
+    name="pipelining on gloo aborts in the first step() (torch 2.9)",
+    configuration="any torch.distributed.pipelining schedule on a gloo process group, from its first step()",
+    behaviour="the ranks' first batched send/receive mismatch: gloo aborts them (op.preamble.length <= op.nbytes. 8 vs 4: "
+    "Received data size doesn't match expected size), already for ScheduleGPipe over two stages on two ranks; the "
+    "pipeline family is skipped with this reason where registered and one two-stage GPipe runs as its strict xfail",
+    since="2.9.0",
+    fixed="2.10.0",
+    link="found by this suite's version matrix (CPU gloo; a plain two-rank ScheduleGPipe of one Linear aborts the same "
+    "way); no upstream report found. Gloo's batch_isend_irecv has been fragile before: "
+    "https://github.com/pytorch/PiPPy/issues/1130",
+    applies=_any_pipeline,
+    measured=matrix(
+        "2.8.0 runs the pipeline family, 2.9.1 aborts every schedule's first step, 2.10.0 and every later release run "
+        "it; a two-rank ScheduleGPipe outside the suite aborts on 2.9.1 alike"
+    ),
+)
+
 DEVIATIONS = (
     COMPILED_ADAM_FLOAT32_STEP,
     COMPILED_SGD_MOMENTUM_STEP,
@@ -278,6 +302,7 @@ DEVIATIONS = (
     PIPELINE_SCALE_GRADS_ACROSS_STEPS,
     PIPELINE_DDP_SPLIT_BACKWARD,
     PIPELINE_V_SCHEDULE_SELF_SEND,
+    PIPELINING_GLOO_FIRST_STEP_ABORTS,
 )
 
 

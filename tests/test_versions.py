@@ -107,4 +107,6 @@ def test_a_torch_before_the_pipeline_family_s_minimum_skips_it_with_the_reason(m
 @pytest.mark.parametrize("deviation", defects.DEVIATIONS, ids=lambda deviation: deviation.name)
 def test_every_registered_torch_deviation_names_the_releases_it_was_measured_on(deviation):
     assert deviation.measured and "tools.matrix" in deviation.measured, deviation.name
-    assert versions.version_text(versions.parse_version(deviation.since))[:4] in deviation.measured or "oldest" in deviation.measured
+    assert (
+        versions.version_text(versions.parse_version(deviation.since))[:4] in deviation.measured or "oldest" in deviation.measured
+    )

@@ -64,7 +64,17 @@ PLACEMENTS = {
 
 
 def unavailable_reason() -> str | None:
-    """Why torch.distributed.pipelining cannot run here (no gloo, no pipelining package), or None."""
+    """Why the pipeline family cannot run here (runnable_reason, or a registered defect that stops every schedule), or None."""
+    from properties import defects
+
+    reason = runnable_reason()
+    if reason is None and defects.PIPELINING_GLOO_FIRST_STEP_ABORTS.affects():
+        return f"torch {torch.__version__}: " + defects.PIPELINING_GLOO_FIRST_STEP_ABORTS.reason()
+    return reason
+
+
+def runnable_reason() -> str | None:
+    """Why torch.distributed.pipelining cannot run here at all (no gloo, no pipelining package, before MINIMUM), or None."""
     from properties.distributed import unavailable_reason as distributed_reason
 
     reason = distributed_reason()
