@@ -18,7 +18,10 @@ from properties.distributed.cases import DistributedCase
 NumpyGrads = dict[str, "np.ndarray | None"]
 # One FSDP unit's reduction in one backward call: its parameters and how many reduce-scatters it ran.
 Reduction = tuple[tuple[str, ...], int]
-MINIMUM = "2.6.0"
+MINIMUM = "2.7.0"
+"""The first torch whose FSDP2 runs on CPU: 2.6.0 made fully_shard public, but its all-gather records an event on the
+CPU stream, which has none (AttributeError: 'Stream' object has no attribute 'record_event'; measured in 2.6.0's
+environment of the matrix)."""
 # The private seam the collective count wraps: FSDPParamGroup.post_backward calls this module's foreach_reduce.
 PARAM_GROUP_MODULE = "torch.distributed.fsdp._fully_shard._fsdp_param_group"
 
@@ -38,9 +41,11 @@ def unavailable_reason() -> str | None:
 
         seam = importlib.import_module(PARAM_GROUP_MODULE)
     except Exception as error:  # noqa: BLE001 - torch 1.13's fsdp package raises ValueError on import under Python 3.11
-        return (
-            f"torch {torch.__version__} has no torch.distributed.fsdp.fully_shard (FSDP2, public from torch {MINIMUM}): {error}"
-        )
+        return f"torch {torch.__version__} has no torch.distributed.fsdp.fully_shard (FSDP2 on CPU from torch {MINIMUM}): {error}"
+    from properties.versions import INSTALLED, parse_version
+
+    if INSTALLED < parse_version(MINIMUM):
+        return f"torch {torch.__version__}: FSDP2 runs on CPU from torch {MINIMUM} (properties.distributed.fsdp.MINIMUM says why)"
     if not hasattr(DeviceMesh, "from_group"):
         return f"torch {torch.__version__}: DeviceMesh.from_group is missing (a mesh over the pool's 2-rank subgroup needs it)"
     if not callable(getattr(seam, "foreach_reduce", None)):
@@ -125,32 +130,40 @@ def full(tensor) -> np.ndarray | None:
 
 
 def counting_reductions(monkeypatch, log: list) -> None:
-    """Wrap foreach_reduce (one FSDP unit's gradient reduction) to log its parameters and the reduce-scatters it runs."""
+    """Wrap foreach_reduce (one FSDP unit's gradient reduction) to log its parameters and the reduce-scatters it runs.
+
+    The reduce-scatters are counted at torch.distributed's own functions while foreach_reduce runs:
+    reduce_scatter_single (through the ReduceScatter object torch 2.9 on passes in) or
+    reduce_scatter_tensor (called directly before 2.9), whichever this torch's FSDP calls.
+    """
     import importlib
+
+    import torch.distributed as dist
 
     seam = importlib.import_module(PARAM_GROUP_MODULE)
     reduce = seam.foreach_reduce
+    collectives = [name for name in ("reduce_scatter_single", "reduce_scatter_tensor") if hasattr(dist, name)]
 
-    class Counting:
-        """The unit's ReduceScatter, counting its calls (allocation and the collective itself are delegated)."""
+    def foreach_reduce(fsdp_params, *args, **kwargs):
+        calls = []
+        originals = {name: getattr(dist, name) for name in collectives}
 
-        def __init__(self, inner):
-            self.inner, self.calls = inner, 0
+        def counted(name):
+            def collective(*inner_args, **inner_kwargs):
+                calls.append(name)
+                return originals[name](*inner_args, **inner_kwargs)
 
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
+            return collective
 
-        def __call__(self, *args, **kwargs):
-            self.calls += 1
-            return self.inner(*args, **kwargs)
-
-    def foreach_reduce(fsdp_params, unsharded_grads, group, stream, comm, *args, **kwargs):
-        counting = Counting(comm)
         names = tuple(sorted(p._param_fqn for p in fsdp_params))
+        for name in collectives:
+            setattr(dist, name, counted(name))
         try:
-            return reduce(fsdp_params, unsharded_grads, group, stream, counting, *args, **kwargs)
+            return reduce(fsdp_params, *args, **kwargs)
         finally:
-            log.append((names, counting.calls))
+            for name, original in originals.items():
+                setattr(dist, name, original)
+            log.append((names, len(calls)))
 
     monkeypatch.setattr(seam, "foreach_reduce", foreach_reduce)
 
