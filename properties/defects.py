@@ -203,7 +203,7 @@ PIPELINE_SCALE_GRADS_ACROSS_STEPS = Deviation(
     "sum g₁ + … + g_T becomes g₁/n^(T−1) + … + g_T (a decaying average): ‖.grad‖ ÷ ‖expected‖ measured 0.085–6.95 "
     "over 300 drawn examples (2–3 gloo ranks, n 2–8, T 2–4; above 1 where successive steps' gradients cancel); "
     "with scale_grads=False and the loss scaled by 1/(n·T) the sum is right",
-    since="2.7.0",
+    since="2.10.0",
     fixed=None,
     link="https://github.com/pytorch/torchtitan/issues/1733 (worked around in torchtitan by "
     "https://github.com/pytorch/torchtitan/pull/1732); scale_grads came with https://github.com/pytorch/pytorch/pull/144352 "
@@ -212,7 +212,8 @@ PIPELINE_SCALE_GRADS_ACROSS_STEPS = Deviation(
     "https://github.com/deepspeedai/DeepSpeed/issues/8154; checked here: 2.13.0 affected",
     applies=_scale_grads_across_outer_steps,
     measured=matrix(
-        "2.7.1 (the first release with scale_grads, and the pipeline family's minimum) and every later release to 2.15.0 show it"
+        "2.10.0 (the pipeline family's minimum: scale_grads came in 2.7, where schedules with 2 stages per rank block "
+        "on gloo) and every later release to 2.15.0 show it; earlier releases not measurable"
     ),
 )
 
@@ -231,11 +232,13 @@ PIPELINE_DDP_SPLIT_BACKWARD = Deviation(
     behaviour="the split weight backward calls torch.autograd.grad, which runs none of DDP's gradient hooks, so the "
     "gradients it computes are never all-reduced and a replica's .grad is not the replicas' average: ‖replica's .grad‖ ÷ "
     "‖expected‖ measured 0.10–3.71 over 30 drawn examples (2 pipeline ranks × 2 replicas, one step())",
-    since="2.7.0",
+    since="2.10.0",
     fixed=None,
     link="https://github.com/pytorch/pytorch/issues/144530 (open)",
     applies=_ddp_stages_under_split_backward,
-    measured=matrix("2.7.1 (the pipeline family's minimum: 2.6.0 not measurable) and every later release to 2.15.0 show it"),
+    measured=matrix(
+        "2.10.0 (the pipeline family's minimum: earlier releases not measurable) and every later release to 2.15.0 show it"
+    ),
 )
 
 
@@ -262,9 +265,32 @@ PIPELINE_V_SCHEDULE_SELF_SEND = Deviation(
     "vote that skips same-rank stages (PipelineStage._warmup_forward_vote, _is_same_rank)",
     applies=_v_schedule,
     measured=matrix(
-        "2.7.1, 2.8.0, 2.9.1, 2.10.0 and 2.11.0 show it (ScheduleZBVZeroBubble on 2 and 3 ranks, and ScheduleDualPipeV, "
-        "exported from 2.9), 2.12.1 and every later release do not; 2.6.0, the first with ScheduleZBVZeroBubble, is before "
-        "the pipeline family's minimum (properties.distributed.pipeline.MINIMUM): not measured"
+        "2.10.0 and 2.11.0 show it in the matrix (ScheduleZBVZeroBubble on 2 and 3 ranks, and ScheduleDualPipeV, "
+        "exported from 2.9), 2.12.1 and every later release do not; 2.7.1, 2.8.0 and 2.9.1 (before the family's "
+        "minimum: a 4-rank gloo pool in their environments) show it too; 2.6.0, the first with ScheduleZBVZeroBubble, not measured"
+    ),
+)
+
+
+def _interleaved_zero_bubble(case) -> bool:
+    """A pipeline case (or pipeline × data parallel case) on ScheduleInterleavedZeroBubble."""
+    return getattr(case, "schedule", None) == "ScheduleInterleavedZeroBubble"
+
+
+PIPELINE_INTERLEAVED_ZERO_BUBBLE_GARBAGE = Deviation(
+    name="pipelining ScheduleInterleavedZeroBubble leaves garbage in .grad (torch 2.8)",
+    configuration="ScheduleInterleavedZeroBubble (split input and weight backward, stages in a loop) on 4 gloo ranks",
+    behaviour="the stages' .grad after one step() is not the accumulated gradient but values of uninitialised memory: "
+    "5.6e+212, 7.5e-312 or O(1) numbers unrelated to the full-batch gradient (1.5e+10 to 3.7e+219 × the tolerance), "
+    "silently, with no error",
+    since="2.8.0",
+    fixed="2.10.0",
+    link="found by this suite's version matrix (CPU gloo); no upstream report found",
+    applies=_interleaved_zero_bubble,
+    measured=matrix(
+        "2.8.0 shows it (4 and 8 stages on 4 ranks: tests/test_pipeline_gloo.py; 4 stages on 2 ranks pass), 2.10.0 and every later "
+        "release do not; 2.9.1 aborts every schedule first (PIPELINING_GLOO_FIRST_STEP_ABORTS), so the fix lies in 2.9 or "
+        "2.10; 2.7.1 not measurable (its interleaved schedules block on gloo)"
     ),
 )
 
@@ -287,8 +313,8 @@ PIPELINING_GLOO_FIRST_STEP_ABORTS = Deviation(
     "https://github.com/pytorch/PiPPy/issues/1130",
     applies=_any_pipeline,
     measured=matrix(
-        "2.8.0 runs the pipeline family, 2.9.1 aborts every schedule's first step, 2.10.0 and every later release run "
-        "it; a two-rank ScheduleGPipe outside the suite aborts on 2.9.1 alike"
+        "2.8.0 runs a two-stage ScheduleGPipe (tests/test_pipeline_gloo.py), 2.9.1 aborts it and every schedule's first "
+        "step, 2.10.0 and every later release run them; a two-rank ScheduleGPipe outside the suite aborts on 2.9.1 alike"
     ),
 )
 
@@ -303,6 +329,7 @@ DEVIATIONS = (
     PIPELINE_DDP_SPLIT_BACKWARD,
     PIPELINE_V_SCHEDULE_SELF_SEND,
     PIPELINING_GLOO_FIRST_STEP_ABORTS,
+    PIPELINE_INTERLEAVED_ZERO_BUBBLE_GARBAGE,
 )
 
 

@@ -21,6 +21,11 @@ from properties.models import ModelSpec
 DEFECT_TIMEOUT_S = 10.0
 """A registered defect that blocks the ranks fails within this, not the pool's 30 s (only where registered)."""
 
+NO_SPLIT_BACKWARD = (
+    "not __import__('properties.distributed.pipeline_invariants', fromlist=['_']).drawable_split_backward_schedules()"
+)
+"""A skipif condition evaluated at set-up: no split-backward schedule is drawable on this torch."""
+
 pytestmark = [
     pytest.mark.distributed,
     pytest.mark.xdist_group("distributed"),
@@ -56,6 +61,10 @@ def test_one_step_gives_every_stage_the_full_batch_gradient(pipeline_pool, case)
     invariants.check_every_stage_holds_the_full_batch_gradient(pipeline_pool, case)
 
 
+@pytest.mark.skipif(
+    NO_SPLIT_BACKWARD,
+    reason="every split-backward schedule this torch exports is left to a registered defect's xfail",
+)
 @settings(deadline=None, max_examples=profiles.examples(0.2))
 @given(case=invariants.SPLIT_BACKWARD_PIPELINES)
 def test_the_split_backward_of_zero_bubble_schedules_accumulates_what_the_fused_backward_does(pipeline_pool, case):

@@ -1,16 +1,16 @@
-"""The one pipeline that runs where a registered defect stops the pipeline family: a strict xfail there, a pass elsewhere."""
+"""Fixed pipelines for the registered defects of releases before the pipeline family's minimum: strict xfails where registered."""
 
 import pytest
 
 from properties import defects
 from properties.distributed import pipeline_invariants as invariants
-from properties.distributed.pipeline import PipelineCase, runnable_reason
+from properties.distributed.pipeline import PROBE_MINIMUM, PipelineCase, runnable_reason
 from properties.models import ModelSpec
 
 pytestmark = [
     pytest.mark.distributed,
     pytest.mark.xdist_group("distributed"),
-    pytest.mark.skipif(runnable_reason() is not None, reason=str(runnable_reason())),
+    pytest.mark.skipif(runnable_reason(PROBE_MINIMUM) is not None, reason=str(runnable_reason(PROBE_MINIMUM))),
 ]
 
 DEFECT_TIMEOUT_S = 10.0
@@ -23,6 +23,22 @@ def test_a_two_stage_gpipe_on_gloo_gives_every_stage_the_full_batch_gradient(pip
     timeout = pipeline_pool.timeout
     if defects.PIPELINING_GLOO_FIRST_STEP_ABORTS.affects():
         pipeline_pool.timeout = DEFECT_TIMEOUT_S
+    try:
+        invariants.check_every_stage_holds_the_full_batch_gradient(pipeline_pool, case)
+    finally:
+        pipeline_pool.timeout = timeout
+
+
+@defects.PIPELINE_INTERLEAVED_ZERO_BUBBLE_GARBAGE.xfail()
+@pytest.mark.parametrize("per_rank", [1, 2], ids=["4-stages", "8-stages"])
+def test_an_interleaved_zero_bubble_schedule_on_4_ranks_gives_every_stage_the_full_batch_gradient(pipeline_pool, per_rank):
+    stages = 4 * per_rank
+    spec = ModelSpec("deep", 3, 3, hidden=3, depth=stages, activation="tanh", bias=False)
+    case = PipelineCase(spec, "ScheduleInterleavedZeroBubble", 4, per_rank, tuple(range(stages + 1)), 3, 6, loss="mean")
+    if defects.PIPELINING_GLOO_FIRST_STEP_ABORTS.affects():
+        pipeline_pool.timeout, timeout = DEFECT_TIMEOUT_S, pipeline_pool.timeout
+    else:
+        timeout = pipeline_pool.timeout
     try:
         invariants.check_every_stage_holds_the_full_batch_gradient(pipeline_pool, case)
     finally:

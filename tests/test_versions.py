@@ -101,7 +101,7 @@ def test_a_torch_before_the_pipeline_family_s_minimum_skips_it_with_the_reason(m
 
     monkeypatch.setattr(pipeline, "INSTALLED", (2, 6, 0))
     reason = pipeline.unavailable_reason()
-    assert reason is not None and "runs from torch 2.7.0" in reason, reason
+    assert reason is not None and "runs from torch 2.10.0" in reason, reason
 
 
 @pytest.mark.parametrize("deviation", defects.DEVIATIONS, ids=lambda deviation: deviation.name)

@@ -21,10 +21,14 @@ from properties.models import ACTIVATIONS, ModelSpec
 from properties.versions import GPIPE_FEWER_MICRO_BATCHES_THAN_STAGES, INSTALLED, parse_version
 
 NumpyGrads = dict[str, "np.ndarray | None"]
-MINIMUM = "2.7.0"
-"""The first torch the pipeline family runs on. 2.6.0 made torch.distributed.pipelining public, but its schedules take no
-scale_grads (https://github.com/pytorch/pytorch/pull/144352, 2.7) and an interleaved 1F1B of 2 micro-batches over 3
-ranks blocks every rank on gloo (measured in 2.6.0's environment of the matrix): the family's configurations begin with 2.7."""
+MINIMUM = "2.10.0"
+"""The first torch the pipeline family runs on (measured in each version's environment of the matrix): 2.6.0 made
+torch.distributed.pipelining public, but its schedules take no scale_grads (pytorch#144352, 2.7); on 2.6.0, 2.7.1 and
+2.8.0 a LoopedBFS or interleaved schedule with 2 stages per rank blocks every rank on gloo (LoopedBFS of 1 micro-batch
+over 3 ranks, Interleaved1F1B of 2); 2.8.0's ScheduleInterleavedZeroBubble leaves garbage in .grad and 2.9.1 aborts every
+schedule's first step (both registered in properties.defects, tests/test_pipeline_gloo.py runs them from PROBE_MINIMUM)."""
+PROBE_MINIMUM = "2.8.0"
+"""The first torch tests/test_pipeline_gloo.py's fixed pipelines run on: where the registered pre-family defects show."""
 LOSSES = {
     "mean": "each micro-batch's mean squared error (what scale_grads=True expects)",
     "sum": "each micro-batch's summed squared error (what scale_grads=False expects)",
@@ -73,8 +77,8 @@ def unavailable_reason() -> str | None:
     return reason
 
 
-def runnable_reason() -> str | None:
-    """Why torch.distributed.pipelining cannot run here at all (no gloo, no pipelining package, before MINIMUM), or None."""
+def runnable_reason(minimum: str = MINIMUM) -> str | None:
+    """Why torch.distributed.pipelining cannot run here at all (no gloo, no pipelining package, before `minimum`), or None."""
     from properties.distributed import unavailable_reason as distributed_reason
 
     reason = distributed_reason()
@@ -83,11 +87,11 @@ def runnable_reason() -> str | None:
     try:
         importlib.import_module("torch.distributed.pipelining")  # an `import torch.…` here would make torch local
     except Exception as error:  # noqa: BLE001 - any import failure means no pipelining here
-        return f"torch {torch.__version__} has no torch.distributed.pipelining (the family runs from torch {MINIMUM}): {error}"
-    if INSTALLED < parse_version(MINIMUM):
+        return f"torch {torch.__version__} has no torch.distributed.pipelining (the family runs from torch {minimum}): {error}"
+    if INSTALLED < parse_version(minimum):
         return (
-            f"torch {torch.__version__}: the pipeline family runs from torch {MINIMUM} (its schedules' scale_grads; "
-            "properties.distributed.pipeline.MINIMUM says why)"
+            f"torch {torch.__version__}: the pipeline family runs from torch {minimum} (properties.distributed.pipeline.MINIMUM "
+            "says why)"
         )
     return None
 

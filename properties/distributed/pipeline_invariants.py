@@ -6,6 +6,8 @@ gradient of the unsplit model over the same rows; each stage is compared on its 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 from hypothesis import strategies as st
 
@@ -110,9 +112,19 @@ def v_schedule_cases():
 
 ANY_PIPELINES = sound_cases()
 OUTER_PIPELINES = outer_cases()
-SPLIT_BACKWARD_PIPELINES = sound_cases(
-    schedule=st.deferred(lambda: st.sampled_from([name for name in known_schedules() if PLACEMENTS[name].split_backward]))
-)
+
+
+def drawable_split_backward_schedules() -> list[str]:
+    """The split-backward schedules this torch exports that no registered defect leaves to its xfail (may be empty)."""
+    from properties.distributed.pipeline import unavailable_reason
+
+    if unavailable_reason() is not None:
+        return []
+    split = [name for name in known_schedules() if PLACEMENTS[name].split_backward]
+    return [name for name in split if not defects.registered(SimpleNamespace(schedule=name))]
+
+
+SPLIT_BACKWARD_PIPELINES = sound_cases(schedule=st.deferred(lambda: st.sampled_from(drawable_split_backward_schedules())))
 
 
 def merged(records: list[PipelineRecord], which: str) -> dict[str, torch.Tensor | None]:

@@ -11,6 +11,11 @@ from properties.distributed.pipeline import unavailable_reason as pipeline_unava
 from properties.meta import assert_rejects
 from properties.mutants import distributed as distributed_mutants
 
+NO_SPLIT_BACKWARD = (
+    "not __import__('properties.distributed.pipeline_invariants', fromlist=['_']).drawable_split_backward_schedules()"
+)
+"""A skipif condition evaluated at set-up: no split-backward schedule is drawable on this torch."""
+
 pytestmark = [
     pytest.mark.meta,
     pytest.mark.distributed,
@@ -228,6 +233,10 @@ def test_the_pipeline_full_batch_property_rejects_a_stage_that_scales_twice_or_n
 
 
 @pipeline
+@pytest.mark.skipif(
+    NO_SPLIT_BACKWARD,
+    reason="every split-backward schedule this torch exports is left to a registered defect's xfail",
+)
 def test_the_pipeline_full_batch_property_rejects_a_weight_backward_that_does_nothing(pipeline_pool, monkeypatch):
     distributed_mutants.PIPELINE_DROPS_WEIGHT_BACKWARD.apply(monkeypatch)
     example, _ = assert_rejects(
@@ -238,6 +247,10 @@ def test_the_pipeline_full_batch_property_rejects_a_weight_backward_that_does_no
 
 
 @pipeline
+@pytest.mark.skipif(
+    NO_SPLIT_BACKWARD,
+    reason="every split-backward schedule this torch exports is left to a registered defect's xfail",
+)
 def test_the_split_backward_property_rejects_a_weight_backward_that_does_nothing(pipeline_pool, monkeypatch):
     distributed_mutants.PIPELINE_DROPS_WEIGHT_BACKWARD.apply(monkeypatch)
     _, message = assert_rejects(
