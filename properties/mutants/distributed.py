@@ -138,8 +138,17 @@ def _fsdp_summing(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     collectives = importlib.import_module("torch.distributed.fsdp._fully_shard._fsdp_collectives")
     original = collectives._get_gradient_divide_factors
 
-    def divide_factors(reduce_scatter_group, all_reduce_group, reduce_dtype, device_type="", factor=None, *args, **kwargs):
-        return original(reduce_scatter_group, all_reduce_group, reduce_dtype, device_type, 1.0, *args, **kwargs)
+    import inspect
+
+    if "factor" in inspect.signature(original).parameters:  # torch 2.8 on: the divisor is an argument
+
+        def divide_factors(reduce_scatter_group, all_reduce_group, reduce_dtype, device_type="", factor=None, *args, **kwargs):
+            return original(reduce_scatter_group, all_reduce_group, reduce_dtype, device_type, 1.0, *args, **kwargs)
+
+    else:  # torch 2.6–2.7: (pre-divide, post-divide) factors; 1.0 and 1.0 make the reduce-scatter a plain SUM
+
+        def divide_factors(*args, **kwargs):
+            return 1.0, 1.0
 
     _install(monkeypatch, "divide_factors", name, divide_factors)
 
