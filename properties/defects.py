@@ -67,7 +67,7 @@ COMPILED_ADAM_FLOAT32_STEP = Deviation(
     fixed=None,
     link="https://github.com/pytorch/pytorch/pull/88173 (review thread on `step = step_t` in _single_tensor_adam)",
     measured=matrix(
-        "2.1.2 and every later release to 2.15.0 show it; 2.0.1 cannot compile on Python 3.11 and 1.13.1 has no torch.compile: 2.1 is the earliest observable"
+        "2.1.2 and every later release to 2.15.0 show it (2.5.1 not run: its dynamo segfaults, see versions.compile_unsupported); 2.0.1 cannot compile on Python 3.11 and 1.13.1 has no torch.compile: 2.1 is the earliest observable"
     ),
 )
 
@@ -88,7 +88,7 @@ COMPILED_SGD_MOMENTUM_STEP = Deviation(
     link="https://github.com/pytorch/pytorch/issues/116061 (aot_eager and eager backends alike on CPU)",
     applies=_single_tensor_sgd_with_momentum,
     measured=matrix(
-        "2.1.2 and 2.2.2 show it, 2.3.1 and every later release do not; 2.0.1 cannot compile on Python 3.11: 2.1 is the earliest observable"
+        "2.1.2 and 2.2.2 show it, 2.3.1 and every later release do not (2.5.1 not run); 2.0.1 cannot compile on Python 3.11: 2.1 is the earliest observable"
     ),
 )
 
