@@ -16,10 +16,8 @@ from properties import defects, profiles
 from properties.distributed import pipeline_dp_invariants as composed
 from properties.distributed import pipeline_invariants as invariants
 from properties.distributed.pipeline import PLACEMENTS, PipelineCase, exported_schedules, unavailable_reason
+from properties.distributed.pool import DEFECT_TIMEOUT_S
 from properties.models import ModelSpec
-
-DEFECT_TIMEOUT_S = 10.0
-"""A registered defect that blocks the ranks fails within this, not the pool's 30 s (only where registered)."""
 
 NO_SPLIT_BACKWARD = (
     "not __import__('properties.distributed.pipeline_invariants', fromlist=['_']).drawable_split_backward_schedules()"
@@ -119,13 +117,9 @@ def test_ddp_stages_under_a_zero_bubble_schedule_give_every_replica_the_full_bat
 @settings(deadline=None, max_examples=2, phases=[Phase.generate])  # where registered any example shows it
 @given(case=invariants.v_schedule_cases())
 def test_a_v_schedule_with_two_adjacent_stages_on_its_last_rank_gives_every_stage_the_full_batch_gradient(pipeline_pool, case):
-    timeout = pipeline_pool.timeout
-    if defects.PIPELINE_V_SCHEDULE_SELF_SEND.affects():
-        pipeline_pool.timeout = DEFECT_TIMEOUT_S  # the other ranks block: fail it sooner than 30 s
-    try:
+    blocks = defects.PIPELINE_V_SCHEDULE_SELF_SEND.affects()  # the other ranks block: fail it sooner than 30 s
+    with pipeline_pool.answering_within(DEFECT_TIMEOUT_S if blocks else None):
         invariants.check_every_stage_holds_the_full_batch_gradient(pipeline_pool, case)
-    finally:
-        pipeline_pool.timeout = timeout
 
 
 def test_a_batch_that_n_microbatches_does_not_divide_is_refused_naming_n_and_n():

@@ -15,6 +15,7 @@ import itertools
 import multiprocessing
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from multiprocessing import connection
 
@@ -23,6 +24,9 @@ from properties.distributed.fsdp import FSDPCase, FSDPRecord
 from properties.distributed.pipeline import PipelineCase, PipelineRecord
 from properties.distributed.pipeline_dp import ComposedCase
 from properties.distributed.window import Fault, WindowRecord
+
+DEFECT_TIMEOUT_S = 10.0
+"""A registered defect whose ranks block fails within this where registered, not the pool's own timeout."""
 
 PRELOAD = ["properties.distributed.worker"]
 DEFAULT_TIMEOUT_S = 30.0
@@ -99,6 +103,17 @@ class RankPool:
         self.starts += 1
         self._collect(range(self.world_size), None, self.start_timeout, f"starting {self.world_size} ranks")
         return self
+
+    @contextmanager
+    def answering_within(self, seconds: float | None):
+        """Within the block, a job the ranks do not answer in `seconds` fails (None: the pool's own timeout)."""
+        timeout = self.timeout
+        if seconds is not None:
+            self.timeout = seconds
+        try:
+            yield self
+        finally:
+            self.timeout = timeout
 
     def run(
         self,
