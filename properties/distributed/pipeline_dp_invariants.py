@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from properties import bounds, defects
 from properties.compare import Tolerance, assert_grads_close
 from properties.distributed import pipeline_invariants as P
-from properties.distributed.pipeline import PLACEMENTS, PipelineRecord, known_schedules
+from properties.distributed.pipeline import PipelineRecord
 from properties.distributed.pipeline_dp import WRAPPERS, ComposedCase
 from properties.distributed.pool import RankPool
 
@@ -37,7 +37,7 @@ def sound_composed_cases(**kwargs):
 def ddp_split_backward_cases():
     """The zero-bubble deviation's configuration: DDP stages under a split-backward schedule, one step(); tanh with biases,
     so that the two replicas' gradients differ (dead ReLU units could make both zero, their average equal to each)."""
-    split = st.deferred(lambda: st.sampled_from([name for name in known_schedules() if PLACEMENTS[name].split_backward]))
+    split = st.deferred(lambda: st.sampled_from(P.split_backward_schedules()))
     pipelines = P.pipeline_cases(schedule=split, world_size=st.just(PIPELINE_RANKS), activations=("tanh",), bias=True)
     composed = st.builds(ComposedCase, pipelines, st.just(REPLICAS), st.just("DDP"))
     return composed.filter(lambda case: not defects.PIPELINE_V_SCHEDULE_SELF_SEND.hit(case))

@@ -114,14 +114,18 @@ ANY_PIPELINES = sound_cases()
 OUTER_PIPELINES = outer_cases()
 
 
+def split_backward_schedules() -> list[str]:
+    """The exported schedules that split the backward into input and weight gradients (the zero-bubble ones)."""
+    return [name for name in known_schedules() if PLACEMENTS[name].split_backward]
+
+
 def drawable_split_backward_schedules() -> list[str]:
     """The split-backward schedules this torch exports that no registered defect leaves to its xfail (may be empty)."""
     from properties.distributed.pipeline import unavailable_reason
 
     if unavailable_reason() is not None:
         return []
-    split = [name for name in known_schedules() if PLACEMENTS[name].split_backward]
-    return [name for name in split if not defects.registered(SimpleNamespace(schedule=name))]
+    return [name for name in split_backward_schedules() if not defects.registered(SimpleNamespace(schedule=name))]
 
 
 SPLIT_BACKWARD_PIPELINES = sound_cases(schedule=st.deferred(lambda: st.sampled_from(drawable_split_backward_schedules())))
